@@ -1,0 +1,541 @@
+//! Semantic checks of a structurally valid config. Every problem is reported, each with its field
+//! path and a fix; fields that Conduit recognises but does not implement yet are rejected here.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::load::{join, LoadedConfig};
+use super::raw::{self, Global, Site, Upstream};
+use super::ConfigError;
+use crate::compile::{glob::Glob, host::HostPattern, regex_limited};
+use crate::upstream::target::TargetUrl;
+
+/// Strategies that work today.
+pub const STRATEGIES: [&str; 2] = ["round-robin", "weighted-round-robin"];
+/// Strategies the config schema names that arrive with the traffic-management work.
+pub const LATER_STRATEGIES: [&str; 6] = [
+    "random",
+    "least-conn",
+    "least-response-time",
+    "ip-hash",
+    "consistent-hash",
+    "p2c",
+];
+/// Access-log formats.
+pub const LOG_FORMATS: [&str; 5] = ["dev", "json", "combined", "common", "short"];
+
+/// Checks the whole config; returns every error found.
+pub fn validate(cfg: &LoadedConfig) -> Vec<ConfigError> {
+    let mut v = Validator { errors: Vec::new() };
+    let global_prefix = if cfg.shape == super::load::Shape::Full {
+        "global"
+    } else {
+        ""
+    };
+    v.global(&cfg.raw.global, global_prefix);
+    if cfg.raw.sites.is_empty() {
+        v.err(
+            "sites",
+            "no sites: add at least one site with `proxy` or `routes`",
+        );
+    }
+    let mut seen: BTreeMap<(String, u16), String> = BTreeMap::new();
+    for (i, site) in cfg.raw.sites.iter().enumerate() {
+        let prefix = cfg.site_paths.get(i).cloned().unwrap_or_default();
+        v.site(site, &prefix);
+        let host = site
+            .host
+            .clone()
+            .unwrap_or_else(|| "*".into())
+            .to_ascii_lowercase();
+        let key = (host.clone(), effective_port(site));
+        if let Some(first) = seen.get(&key) {
+            v.err(
+                &join(&prefix, "host"),
+                &format!(
+                    "host `{host}` on port {} is already served by {first}",
+                    key.1
+                ),
+            );
+        } else {
+            seen.insert(
+                key,
+                if prefix.is_empty() {
+                    "the site".into()
+                } else {
+                    prefix
+                },
+            );
+        }
+    }
+    v.errors
+}
+
+/// The port a site listens on: `port`, else 443 with TLS, 80 with a specific host, else 8080.
+pub fn effective_port(site: &Site) -> u16 {
+    if let Some(port) = site.port {
+        return port;
+    }
+    if site.tls.is_some() {
+        return 443;
+    }
+    match site.host.as_deref() {
+        Some(h) if h != "*" && !h.is_empty() => 80,
+        _ => 8080,
+    }
+}
+
+struct Validator {
+    errors: Vec<ConfigError>,
+}
+
+impl Validator {
+    fn err(&mut self, path: &str, message: &str) {
+        self.errors.push(ConfigError::new(path, message));
+    }
+
+    fn later<T: Serialize>(&mut self, prefix: &str, field: &str, value: &Option<T>) {
+        if value.is_some() {
+            self.err(
+                &join(prefix, field),
+                "not supported yet: this version of Conduit does not implement this field; remove it",
+            );
+        }
+    }
+
+    fn global(&mut self, g: &Global, prefix: &str) {
+        if let Some(w) = g.workers {
+            if w == 0 || w > 1024 {
+                self.err(&join(prefix, "workers"), "must be between 1 and 1024");
+            }
+        }
+        if let Some(s) = g.shutdown_timeout_secs {
+            if s > 3600 {
+                self.err(&join(prefix, "shutdownTimeoutSecs"), "must be at most 3600");
+            }
+        }
+        if let Some(bind) = &g.bind {
+            if bind.parse::<std::net::IpAddr>().is_err() {
+                self.err(
+                    &join(prefix, "bind"),
+                    "must be an IP address such as 0.0.0.0, 127.0.0.1 or ::",
+                );
+            }
+        }
+        self.later(prefix, "admin", &g.admin);
+        self.later(prefix, "otlp", &g.otlp);
+        self.later(prefix, "redis", &g.redis);
+    }
+
+    fn site(&mut self, s: &Site, p: &str) {
+        if let Some(host) = &s.host {
+            if let Err(why) = HostPattern::parse(host) {
+                self.err(&join(p, "host"), &why);
+            }
+        }
+        if s.port == Some(0) {
+            self.err(&join(p, "port"), "must be between 1 and 65535");
+        }
+        if s.proxy.is_none() && s.routes.as_ref().is_none_or(Vec::is_empty) {
+            self.err(p, "the site serves nothing: add `proxy` or `routes`");
+        }
+        match &s.proxy {
+            Some(raw::Proxy::Single(url)) => self.target_url(&join(p, "proxy"), url),
+            Some(raw::Proxy::Map(map)) => {
+                if map.is_empty() {
+                    self.err(&join(p, "proxy"), "empty map: add a prefix such as \"/\"");
+                }
+                for (prefix, upstream) in map {
+                    let path = join(&join(p, "proxy"), prefix);
+                    if !prefix.starts_with('/') {
+                        self.err(&path, "a proxy prefix must start with `/`");
+                    }
+                    self.upstream(&path, upstream);
+                }
+            }
+            None => {}
+        }
+        if let Some(routes) = &s.routes {
+            for (i, r) in routes.iter().enumerate() {
+                self.route_rule(&format!("{}[{i}]", join(p, "routes")), r);
+            }
+        }
+        if let Some(l) = &s.logging {
+            self.logging(&join(p, "logging"), l);
+        }
+        if let Some(raw::HealthCheck::Options(h)) = &s.health_check {
+            let hp = join(p, "healthCheck");
+            if let Some(path) = &h.path {
+                if !path.starts_with('/') {
+                    self.err(&join(&hp, "path"), "must start with `/`");
+                }
+            }
+            self.later(&hp, "includeUpstreams", &h.include_upstreams);
+        }
+        if let Some(l) = &s.limits {
+            self.limits(&join(p, "limits"), l);
+        }
+        if let Some(list) = &s.trusted_proxies {
+            for (i, entry) in list.iter().enumerate() {
+                if crate::proxy::forwarded::parse_trusted(entry).is_none() {
+                    self.err(
+                        &format!("{}[{i}]", join(p, "trustedProxies")),
+                        "must be an IP address or a CIDR such as 10.0.0.0/8",
+                    );
+                }
+            }
+        }
+        for (field, value) in [
+            ("tls", &s.tls),
+            ("http2", &s.http2),
+            ("compression", &s.compression),
+            ("responseTime", &s.response_time),
+            ("serverTiming", &s.server_timing),
+            ("securityHeaders", &s.security_headers),
+            ("cors", &s.cors),
+            ("rateLimit", &s.rate_limit),
+            ("basicAuth", &s.basic_auth),
+            ("apiKey", &s.api_key),
+            ("jwtAuth", &s.jwt_auth),
+            ("forwardAuth", &s.forward_auth),
+            ("consumers", &s.consumers),
+            ("ipFilter", &s.ip_filter),
+            ("headers", &s.headers),
+            ("redirects", &s.redirects),
+            ("middleware", &s.middleware),
+            ("static", &s.static_files),
+            ("staticOptions", &s.static_options),
+            ("tcp", &s.tcp),
+            ("upload", &s.upload),
+            ("metrics", &s.metrics),
+            ("fallback", &s.fallback),
+            ("outlierDetection", &s.outlier_detection),
+            ("maskErrors", &s.mask_errors),
+            ("faultInjection", &s.fault_injection),
+            ("requestTransform", &s.request_transform),
+            ("responseTransform", &s.response_transform),
+        ] {
+            self.later(p, field, value);
+        }
+    }
+
+    fn target_url(&mut self, path: &str, url: &str) {
+        if let Err(why) = TargetUrl::parse(url) {
+            self.err(path, &why);
+        }
+    }
+
+    fn upstream(&mut self, p: &str, u: &Upstream) {
+        match u {
+            Upstream::Url(url) => self.target_url(p, url),
+            Upstream::List(urls) => {
+                if urls.is_empty() {
+                    self.err(p, "empty target list");
+                }
+                for (i, url) in urls.iter().enumerate() {
+                    self.target_url(&format!("{p}[{i}]"), url);
+                }
+            }
+            Upstream::Options(o) => self.route_options(p, o),
+        }
+    }
+
+    fn route_options(&mut self, p: &str, o: &raw::RouteOptions) {
+        match &o.targets {
+            None => self.err(
+                &join(p, "targets"),
+                "missing: list at least one upstream URL",
+            ),
+            Some(t) if t.is_empty() => {
+                self.err(&join(p, "targets"), "empty: list at least one upstream URL")
+            }
+            Some(targets) => {
+                for (i, t) in targets.iter().enumerate() {
+                    let tp = format!("{}[{i}]", join(p, "targets"));
+                    match t {
+                        raw::Target::Url(url) => self.target_url(&tp, url),
+                        raw::Target::Weighted(w) => {
+                            self.target_url(&join(&tp, "url"), &w.url);
+                            if let Some(weight) = w.weight {
+                                if weight == 0 || weight > 1000 {
+                                    self.err(&join(&tp, "weight"), "must be between 1 and 1000");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(strategy) = &o.strategy {
+            let sp = join(p, "strategy");
+            if LATER_STRATEGIES.contains(&strategy.as_str()) {
+                self.err(
+                    &sp,
+                    &format!(
+                        "not supported yet: strategy `{strategy}`; use one of {}",
+                        STRATEGIES.join(", ")
+                    ),
+                );
+            } else if !STRATEGIES.contains(&strategy.as_str()) {
+                self.err(
+                    &sp,
+                    &format!(
+                        "unknown strategy `{strategy}`; expected one of {}",
+                        STRATEGIES.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(rules) = &o.rewrite {
+            for (i, r) in rules.iter().enumerate() {
+                let rp = format!("{}[{i}]", join(p, "rewrite"));
+                if let Err(e) = regex_limited(&r.from) {
+                    self.err(&join(&rp, "from"), &format!("invalid regex: {e}"));
+                }
+                if !r.to.starts_with('/') && !r.to.starts_with('$') {
+                    self.err(&join(&rp, "to"), "must produce a path starting with `/`");
+                }
+            }
+        }
+        if let Some(t) = &o.timeout {
+            let tp = join(p, "timeout");
+            for (field, value) in [
+                ("connectMs", t.connect_ms),
+                ("readMs", t.read_ms),
+                ("sendMs", t.send_ms),
+            ] {
+                if let Some(v) = value {
+                    if v == 0 || v > 3_600_000 {
+                        self.err(&join(&tp, field), "must be between 1 and 3600000 ms");
+                    }
+                }
+            }
+            self.later(&tp, "firstByteMs", &t.first_byte_ms);
+            self.later(&tp, "perTryMs", &t.per_try_ms);
+        }
+        if let Some(pool) = &o.pool {
+            if let Some(secs) = pool.idle_timeout_secs {
+                if secs == 0 || secs > 3600 {
+                    self.err(
+                        &join(&join(p, "pool"), "idleTimeoutSecs"),
+                        "must be between 1 and 3600",
+                    );
+                }
+            }
+            if let Some(n) = pool.max_idle {
+                if n > 100_000 {
+                    self.err(&join(&join(p, "pool"), "maxIdle"), "must be at most 100000");
+                }
+            }
+        }
+        for (field, value) in [
+            ("hashKey", &o.hash_key),
+            ("http2", &o.http2),
+            ("websocket", &o.websocket),
+            ("retry", &o.retry),
+            ("healthCheck", &o.health_check),
+            ("backup", &o.backup),
+            ("groups", &o.groups),
+            ("groupStrategy", &o.group_strategy),
+            ("sticky", &o.sticky),
+            ("mirror", &o.mirror),
+            ("upstreamTls", &o.upstream_tls),
+            ("priority", &o.priority),
+            ("rateLimit", &o.rate_limit),
+            ("cache", &o.cache),
+            ("canary", &o.canary),
+            ("hedge", &o.hedge),
+            ("circuitBreaker", &o.circuit_breaker),
+        ] {
+            self.later(p, field, value);
+        }
+    }
+
+    fn route_rule(&mut self, p: &str, r: &raw::RouteRule) {
+        self.later(p, "static", &r.static_files);
+        match &r.proxy {
+            Some(u) => self.upstream(&join(p, "proxy"), u),
+            None if r.static_files.is_none() => {
+                self.err(&join(p, "proxy"), "missing: a route needs `proxy`")
+            }
+            None => {}
+        }
+        if let Some(id) = &r.id {
+            if id.is_empty() || id.len() > 128 {
+                self.err(&join(p, "id"), "must be 1 to 128 characters");
+            }
+        }
+        let Some(m) = &r.matcher else { return };
+        let mp = join(p, "match");
+        if let Some(path) = &m.path {
+            if let Err(why) = Glob::parse(path) {
+                self.err(&join(&mp, "path"), &why);
+            }
+        }
+        if let Some(methods) = &m.method {
+            for (i, method) in methods.iter().enumerate() {
+                if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                    self.err(
+                        &format!("{}[{i}]", join(&mp, "method")),
+                        "must be an upper-case method name such as GET",
+                    );
+                }
+            }
+        }
+        for (field, map) in [
+            ("headers", &m.headers),
+            ("query", &m.query),
+            ("cookies", &m.cookies),
+        ] {
+            let Some(map) = map else { continue };
+            for (name, pattern) in map {
+                let fp = join(&join(&mp, field), name);
+                if field == "headers" && http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    self.err(&fp, "not a valid header name");
+                }
+                if let Err(e) = regex_limited(pattern) {
+                    self.err(&fp, &format!("invalid regex: {e}"));
+                }
+            }
+        }
+    }
+
+    fn logging(&mut self, p: &str, l: &raw::Logging) {
+        let format = match l {
+            raw::Logging::Enabled(_) => None,
+            raw::Logging::Format(f) => Some((p.to_string(), f)),
+            raw::Logging::Options(o) => {
+                if let Some(paths) = &o.skip_paths {
+                    for (i, g) in paths.iter().enumerate() {
+                        if let Err(why) = Glob::parse(g) {
+                            self.err(&format!("{}[{i}]", join(p, "skipPaths")), &why);
+                        }
+                    }
+                }
+                if let Some(file) = &o.file {
+                    if file.is_empty() {
+                        self.err(&join(p, "file"), "must not be empty");
+                    }
+                }
+                o.format.as_ref().map(|f| (join(p, "format"), f))
+            }
+        };
+        if let Some((fp, f)) = format {
+            if !LOG_FORMATS.contains(&f.as_str()) {
+                self.err(
+                    &fp,
+                    &format!(
+                        "unknown log format `{f}`; expected one of {}",
+                        LOG_FORMATS.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn limits(&mut self, p: &str, l: &raw::Limits) {
+        let positive: [(&str, Option<u64>); 5] = [
+            ("maxBodyBytes", l.max_body_bytes),
+            ("maxHeaderBytes", l.max_header_bytes.map(|v| v as u64)),
+            ("maxRequestHeaders", l.max_request_headers.map(|v| v as u64)),
+            (
+                "maxInflightRequests",
+                l.max_inflight_requests.map(|v| v as u64),
+            ),
+            ("headerTimeoutSecs", l.header_timeout_secs),
+        ];
+        for (field, value) in positive {
+            if value == Some(0) {
+                self.err(&join(p, field), "must be greater than 0");
+            }
+        }
+        if let Some(n) = l.max_request_headers {
+            if n > 256 {
+                self.err(
+                    &join(p, "maxRequestHeaders"),
+                    "must be at most 256 (the parser's own limit)",
+                );
+            }
+        }
+        if let Some(n) = l.max_header_bytes {
+            if n > 1_048_576 {
+                self.err(&join(p, "maxHeaderBytes"), "must be at most 1048576");
+            }
+        }
+        for (field, value) in [
+            ("timeoutSecs", &l.timeout_secs),
+            ("maxBodyBufferBytes", &l.max_body_buffer_bytes),
+            ("maxConnectionsPerIp", &l.max_connections_per_ip),
+            ("keepaliveRequestLimit", &l.keepalive_request_limit),
+            ("priorityThreshold", &l.priority_threshold),
+            ("minUploadRateBytesPerSec", &l.min_upload_rate_bytes_per_sec),
+            ("queue", &l.queue),
+        ] {
+            self.later(p, field, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, Format};
+
+    fn check(text: &str) -> Vec<String> {
+        let cfg = load_str(text, Format::Yaml, "t", &|_| None).unwrap();
+        validate(&cfg).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn later_fields_are_rejected_by_path() {
+        let errs = check("proxy:\n  /api:\n    targets: [http://a:1]\n    retry: {attempts: 2}\ntls: {cert: a}\n");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("proxy./api.retry: not supported yet")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.starts_with("tls: not supported yet")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn semantic_errors_all_at_once() {
+        let errs = check(
+            "host: 'bad host!'\nproxy:\n  api: ftp://x\n  /b:\n    targets: []\n    strategy: least-conn\nlogging: fancy\n",
+        );
+        assert!(errs.iter().any(|e| e.starts_with("host: ")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("proxy.api: a proxy prefix")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("proxy./b.targets: empty")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("proxy./b.strategy: not supported yet")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("logging: unknown log format")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn default_ports() {
+        let site = |host: Option<&str>| Site {
+            host: host.map(str::to_string),
+            ..Site::default()
+        };
+        assert_eq!(effective_port(&site(None)), 8080);
+        assert_eq!(effective_port(&site(Some("example.com"))), 80);
+    }
+}

@@ -1,0 +1,4 @@
+//! Observability: the access log and process logging.
+
+pub mod access_log;
+pub mod logging;

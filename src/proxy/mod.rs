@@ -1,0 +1,386 @@
+//! The gateway: Conduit's implementation of Pingora's `ProxyHttp`, one method per phase.
+//!
+//! `request_filter` resolves the site and route and answers at the edge (health, refusals);
+//! `upstream_peer` picks the target; the header filters rewrite what crosses; `fail_to_proxy` is
+//! the one place an error becomes a response; `logging` writes the access log.
+
+pub mod checks;
+pub mod ctx;
+pub mod failure;
+pub mod forwarded;
+pub mod hop;
+pub mod normalize;
+pub mod request_id;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+
+use crate::compile::host::normalize_host;
+use crate::compile::route::RequestView;
+use crate::observe::access_log::LogEntry;
+use crate::snapshot::SnapshotHandle;
+use checks::Refusal;
+use ctx::{InflightGuard, RequestCtx, RouteRef};
+
+/// Conduit's proxy logic; one instance serves every listener.
+pub struct Gateway {
+    handle: Arc<SnapshotHandle>,
+    inflight: Arc<AtomicUsize>,
+}
+
+impl Gateway {
+    /// A gateway reading `handle`; `inflight` counts requests in progress (for draining).
+    pub fn new(handle: Arc<SnapshotHandle>, inflight: Arc<AtomicUsize>) -> Self {
+        Self { handle, inflight }
+    }
+}
+
+/// What `request_filter` decided.
+enum Decision {
+    Proxy,
+    Health,
+}
+
+fn refusal(status: u16, reason: &'static str) -> Refusal {
+    Refusal { status, reason }
+}
+
+impl Gateway {
+    /// Site, checks, normalisation and route for one request; no I/O.
+    fn decide(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+    ) -> std::result::Result<Decision, Refusal> {
+        let req = session.req_header();
+        ctx.peer_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+
+        // Host (400 when missing, repeated or malformed).
+        let mut hosts = req.headers.get_all(http::header::HOST).iter();
+        let host_value = match (hosts.next(), hosts.next()) {
+            (Some(_), Some(_)) => return Err(refusal(400, "repeated Host header")),
+            (Some(h), None) => h.as_bytes(),
+            (None, _) => match req.uri.authority() {
+                Some(a) if session.is_http2() => a.as_str().as_bytes(),
+                _ => return Err(refusal(400, "missing Host header")),
+            },
+        };
+        let host = normalize_host(host_value).ok_or(refusal(400, "invalid Host header"))?;
+
+        // Site by local port and host.
+        let port = session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port())
+            .unwrap_or_default();
+        let site = ctx
+            .snapshot
+            .ports
+            .get(&port)
+            .and_then(|p| p.find(&host))
+            .cloned()
+            .ok_or(refusal(404, "no site for this host"))?;
+        ctx.host = Some(host.into_owned());
+        ctx.trusted_peer = forwarded::is_trusted(ctx.peer_ip, &site.trusted_proxies);
+        ctx.client_ip = forwarded::client_ip(req, ctx.peer_ip, &site.trusted_proxies);
+        if site.access_log.is_some() {
+            ctx.target = req
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
+        }
+        ctx.site = Some(site.clone());
+
+        checks::framing(req)?;
+        checks::header_limits(req, &site.limits)?;
+        checks::declared_body(req, &site.limits)?;
+
+        if let Some(max) = site.limits.max_inflight {
+            let (guard, n) = InflightGuard::enter(site.state.clone());
+            if n > max {
+                return Err(refusal(503, "too many requests in flight"));
+            }
+            ctx.site_inflight = Some(guard);
+        }
+
+        let raw_path = req.uri.path();
+        let path =
+            normalize::normalize_path(raw_path, site.merge_slashes).map_err(|e| match e {
+                normalize::PathError::NotOriginForm => {
+                    refusal(400, "request target must be a path")
+                }
+                normalize::PathError::Backslash => refusal(400, "backslash in path"),
+                normalize::PathError::Nul => refusal(400, "NUL in path"),
+                normalize::PathError::InvalidChar => refusal(400, "invalid character in path"),
+                normalize::PathError::BadEscape => refusal(400, "invalid percent-encoding in path"),
+            })?;
+
+        if site.health_path.as_deref() == Some(&*path)
+            && matches!(req.method.as_str(), "GET" | "HEAD")
+        {
+            return Ok(Decision::Health);
+        }
+
+        let view = RequestView {
+            method: req.method.as_str(),
+            path: &path,
+            query: req.uri.query(),
+            headers: &req.headers,
+        };
+        let route = if let Some(i) = site.rules.iter().position(|r| r.matches(&view)) {
+            RouteRef::Rule(i)
+        } else if let Some(i) = site.prefixes.iter().position(|r| r.matches(&view)) {
+            RouteRef::Prefix(i)
+        } else {
+            return Err(refusal(404, "no route for this path"));
+        };
+        ctx.route = Some(route);
+        let chosen = match route {
+            RouteRef::Rule(i) => site.rules.get(i),
+            RouteRef::Prefix(i) => site.prefixes.get(i),
+        };
+        ctx.upstream_path = match chosen.and_then(|r| r.upstream_path(&path)) {
+            Some(p) => Some(p),
+            None if path != raw_path => Some(path.into_owned()),
+            None => None,
+        };
+        Ok(Decision::Proxy)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        let (guard, _) = InflightGuard::enter(self.inflight.clone());
+        RequestCtx {
+            snapshot: self.handle.load(),
+            start: Instant::now(),
+            request_id: String::new(),
+            site: None,
+            route: None,
+            peer_ip: None,
+            client_ip: None,
+            trusted_peer: false,
+            host: None,
+            upstream_path: None,
+            upstream: None,
+            upstream_start: None,
+            upstream_ms: None,
+            body_bytes: 0,
+            target: String::new(),
+            _process: guard,
+            site_inflight: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.request_id = match session.req_header().headers.get(request_id::HEADER) {
+            Some(v) if request_id::is_valid(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
+            _ => request_id::generate(),
+        };
+        match self.decide(session, ctx) {
+            Ok(Decision::Proxy) => Ok(false),
+            Ok(Decision::Health) => {
+                let head = session.req_header().method == http::Method::HEAD;
+                let body = Bytes::from_static(b"{\"status\":\"ok\"}\n");
+                let mut resp = ResponseHeader::build(200, Some(4))?;
+                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+                resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+                resp.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+                session.write_response_header(Box::new(resp), head).await?;
+                if !head {
+                    session.write_response_body(Some(body), true).await?;
+                }
+                Ok(true)
+            }
+            Err(r) => {
+                // A malformed request may have left the connection in an unknown state.
+                failure::respond(
+                    session,
+                    r.status,
+                    r.reason,
+                    &ctx.request_id,
+                    r.status == 400,
+                )
+                .await;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.body_bytes += b.len() as u64;
+            let max = ctx.site.as_ref().and_then(|s| s.limits.max_body_bytes);
+            if max.is_some_and(|m| ctx.body_bytes > m) {
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(route) = ctx.route() else {
+            return Error::e_explain(ErrorType::HTTPStatus(404), "no route");
+        };
+        let Some(upstream) = route.pool.select(b"") else {
+            return Error::e_explain(ErrorType::HTTPStatus(503), "no upstream available");
+        };
+        let peer = Box::new(upstream.peer.clone());
+        ctx.upstream = Some(upstream.addr);
+        ctx.upstream_start = Some(Instant::now());
+        Ok(peer)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(path) = &ctx.upstream_path {
+            let uri = match upstream.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            let uri = uri.parse::<http::Uri>().map_err(|e| {
+                Error::because(
+                    ErrorType::HTTPStatus(400),
+                    "rewritten path is not a valid URI",
+                    e,
+                )
+            })?;
+            upstream.set_uri(uri);
+        }
+        let mut remove = Vec::new();
+        hop::strip(&upstream.headers, |name| remove.push(name.to_string()));
+        for name in remove {
+            upstream.remove_header(&name);
+        }
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let host = upstream
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        forwarded::apply(
+            upstream,
+            ctx.peer_ip,
+            ctx.client_ip,
+            ctx.trusted_peer,
+            tls,
+            host.as_deref(),
+        );
+        upstream.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_ms = ctx.upstream_start.map(|t| t.elapsed().as_millis() as u64);
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
+            let mut remove = Vec::new();
+            hop::strip(&resp.headers, |name| remove.push(name.to_string()));
+            for name in remove {
+                resp.remove_header(&name);
+            }
+        }
+        // Never fail here: an error would drop the pooled upstream connection.
+        let _ = resp.insert_header(request_id::HEADER, ctx.request_id.as_str());
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = failure::status_of(e);
+        if code > 0 && session.response_written().is_none() {
+            if ctx.request_id.is_empty() {
+                ctx.request_id = request_id::generate();
+            }
+            let message = match code {
+                502 => "upstream unavailable",
+                504 => "upstream timed out",
+                _ => failure::reason(code),
+            };
+            failure::respond(session, code, message, &ctx.request_id, true).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let Some(site) = &ctx.site else { return };
+        let Some(log) = &site.access_log else { return };
+        let req = session.req_header();
+        let header =
+            |name: http::header::HeaderName| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let protocol = match req.version {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2.0",
+            _ => "HTTP/1.1",
+        };
+        let entry = LogEntry {
+            time: SystemTime::now(),
+            client: ctx.client_ip,
+            method: req.method.as_str(),
+            target: &ctx.target,
+            protocol,
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            bytes: session.body_bytes_sent(),
+            duration: ctx.start.elapsed(),
+            upstream: ctx.upstream,
+            upstream_ms: ctx.upstream_ms,
+            route: ctx.route().map(|r| &*r.id),
+            request_id: &ctx.request_id,
+            host: ctx.host.as_deref(),
+            referer: header(http::header::REFERER),
+            user_agent: header(http::header::USER_AGENT),
+        };
+        log.record(&entry);
+    }
+}

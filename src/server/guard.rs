@@ -1,0 +1,357 @@
+//! The HTTP/1 connection guard: a stream wrapper that sees the client's bytes before Pingora's
+//! parser and enforces what that parser leaves open.
+//!
+//! - a total deadline for each request head (a slowloris client sending one byte every few seconds
+//!   is answered 408 and closed), from the first byte of the head to its blank line;
+//! - the request line must be origin-form, `METHOD SP /target SP HTTP/1.x`, with no raw spaces or
+//!   control characters in the target (400), and at most 8 KiB (414).
+//!
+//! After a `101 Switching Protocols` the stream is passed through untouched.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::tls::SslDigest;
+use pingora::protocols::tls::TlsRef;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use std::future::Future;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// Longest request line accepted.
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading a request head; the deadline runs.
+    Head,
+    /// Head complete; body bytes (if any) flow freely.
+    Body,
+    /// A response was written; the next byte starts a new head.
+    Idle,
+    /// Upgraded connection: no more HTTP/1 parsing.
+    Passthrough,
+}
+
+/// A client stream with head deadlines and request-line checks.
+pub struct GuardedStream {
+    inner: Stream,
+    phase: Phase,
+    deadline: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// Bytes of the current request line seen so far (when not yet complete).
+    line: Vec<u8>,
+    line_done: bool,
+    head_bytes: usize,
+    /// Matcher state for the blank line ending the head.
+    eoh: u8,
+    /// A response to write before failing the read (bytes, written so far).
+    reject: Option<(Vec<u8>, usize, io::ErrorKind)>,
+}
+
+impl std::fmt::Debug for GuardedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedStream")
+            .field("inner", &self.inner)
+            .field("phase", &self.phase)
+            .finish()
+    }
+}
+
+impl GuardedStream {
+    /// Wraps a freshly accepted client stream; the first head's deadline starts now.
+    pub fn new(inner: Stream, deadline: Duration) -> Self {
+        Self {
+            inner,
+            phase: Phase::Head,
+            deadline,
+            sleep: Some(Box::pin(tokio::time::sleep(deadline))),
+            line: Vec::new(),
+            line_done: false,
+            head_bytes: 0,
+            eoh: 0,
+            reject: None,
+        }
+    }
+
+    fn start_head(&mut self) {
+        self.phase = Phase::Head;
+        self.sleep = Some(Box::pin(tokio::time::sleep(self.deadline)));
+        self.line.clear();
+        self.line_done = false;
+        self.head_bytes = 0;
+        self.eoh = 0;
+    }
+
+    fn reject_with(&mut self, status: u16, reason: &str, kind: io::ErrorKind) {
+        let body = format!("{{\"error\":\"{reason}\",\"status\":{status}}}\n");
+        let phrase = crate::proxy::failure::reason(status);
+        let head = format!(
+            "HTTP/1.1 {status} {phrase}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        self.reject = Some((head.into_bytes(), 0, kind));
+    }
+
+    /// Scans newly read head bytes; returns Err(()) when the request line is bad (reject set).
+    fn scan(&mut self, new: &[u8]) -> Result<(), ()> {
+        for &b in new {
+            self.head_bytes += 1;
+            if !self.line_done {
+                if b == b'\n' {
+                    let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+                    if line.is_empty() {
+                        // Empty lines before a request line are tolerated (RFC 9112 §2.2).
+                        self.line.clear();
+                        continue;
+                    }
+                    if !valid_request_line(line) {
+                        self.reject_with(400, "malformed request line", io::ErrorKind::InvalidData);
+                        return Err(());
+                    }
+                    self.line_done = true;
+                    self.eoh = 1;
+                    continue;
+                }
+                if self.line.len() >= MAX_REQUEST_LINE {
+                    self.reject_with(414, "request line too long", io::ErrorKind::InvalidData);
+                    return Err(());
+                }
+                self.line.push(b);
+                continue;
+            }
+            // After the request line: look for an empty line (CRLF CRLF or LF LF).
+            self.eoh = match (self.eoh, b) {
+                (1, b'\r') => 2,
+                (1, b'\n') | (2, b'\n') => {
+                    self.phase = Phase::Body;
+                    self.sleep = None;
+                    return Ok(());
+                }
+                (_, b'\n') => 1,
+                _ => 0,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// `METHOD SP origin-form SP HTTP/1.x`.
+pub fn valid_request_line(line: &[u8]) -> bool {
+    let mut parts = line.split(|b| *b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    !method.is_empty()
+        && method.iter().all(tchar)
+        && target.first() == Some(&b'/')
+        && target.iter().all(|b| (0x21..=0x7e).contains(b))
+        && (version == b"HTTP/1.1" || version == b"HTTP/1.0")
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if let Some((bytes, written, kind)) = &mut this.reject {
+                while *written < bytes.len() {
+                    match ready!(Pin::new(&mut this.inner).poll_write(cx, &bytes[*written..])) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => *written += n,
+                    }
+                }
+                let _ = Pin::new(&mut this.inner).poll_flush(cx);
+                return Poll::Ready(Err(io::Error::new(
+                    *kind,
+                    "request refused by connection guard",
+                )));
+            }
+            match this.phase {
+                Phase::Body | Phase::Passthrough => {
+                    return Pin::new(&mut this.inner).poll_read(cx, buf)
+                }
+                Phase::Head => {
+                    if let Some(sleep) = this.sleep.as_mut() {
+                        if sleep.as_mut().poll(cx).is_ready() {
+                            if this.head_bytes == 0 {
+                                return Poll::Ready(Err(io::Error::new(
+                                    io::ErrorKind::TimedOut,
+                                    "idle before request",
+                                )));
+                            }
+                            this.reject_with(
+                                408,
+                                "request header timeout",
+                                io::ErrorKind::TimedOut,
+                            );
+                            continue;
+                        }
+                    }
+                }
+                Phase::Idle => {}
+            }
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            let after = buf.filled().len();
+            if after == before {
+                return Poll::Ready(Ok(()));
+            }
+            if this.phase == Phase::Idle {
+                this.start_head();
+            }
+            let new = buf.filled()[before..after].to_vec();
+            if this.scan(&new).is_err() {
+                buf.set_filled(before);
+                continue;
+            }
+            return Poll::Ready(Ok(()));
+        }
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.phase == Phase::Body && !data.is_empty() {
+            this.phase = if data.starts_with(b"HTTP/1.1 101") || data.starts_with(b"HTTP/1.0 101") {
+                Phase::Passthrough
+            } else {
+                Phase::Idle
+            };
+        }
+        Pin::new(&mut this.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.phase == Phase::Body && bufs.iter().any(|b| !b.is_empty()) {
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map(|b| &b[..])
+                .unwrap_or(&[]);
+            this.phase = if first.starts_with(b"HTTP/1.1 101") || first.starts_with(b"HTTP/1.0 101")
+            {
+                Phase::Passthrough
+            } else {
+                Phase::Idle
+            };
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for GuardedStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for GuardedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for GuardedStream {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for GuardedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for GuardedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for GuardedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for GuardedStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_request_line;
+
+    #[test]
+    fn request_lines() {
+        assert!(valid_request_line(b"GET /a?b=c HTTP/1.1"));
+        assert!(valid_request_line(b"POST / HTTP/1.0"));
+        assert!(!valid_request_line(b"GET /a b HTTP/1.1"));
+        assert!(!valid_request_line(b"GET http://x/ HTTP/1.1"));
+        assert!(!valid_request_line(b"OPTIONS * HTTP/1.1"));
+        assert!(!valid_request_line(b"CONNECT x:443 HTTP/1.1"));
+        assert!(!valid_request_line(b"GET / HTTP/2.0"));
+        assert!(!valid_request_line(b"GET  / HTTP/1.1"));
+        assert!(!valid_request_line(b"GET /\x01 HTTP/1.1"));
+    }
+}

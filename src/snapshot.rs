@@ -1,0 +1,134 @@
+//! The compiled, immutable configuration that serves requests, and the handle that swaps it.
+//!
+//! A request loads the current snapshot once (in `new_ctx`) and uses it to the end, so a reload
+//! never changes the rules under a request in flight.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+
+use crate::compile::route::{RequestView, Route};
+use crate::observe::access_log::AccessLog;
+
+/// One generation of the running configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one with every successful reload (1 at start).
+    pub generation: u64,
+    /// Sites by listening port.
+    pub ports: BTreeMap<u16, PortSites>,
+    /// Settings fixed for the life of the process.
+    pub process: ProcessSettings,
+    /// Reload when the config file changes (some site set `hotReload`).
+    pub watch_config: bool,
+}
+
+/// Settings that only take effect at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSettings {
+    pub workers: usize,
+    pub work_stealing: bool,
+    pub shutdown_timeout: Duration,
+    pub bind: IpAddr,
+    /// Total idle upstream connections kept.
+    pub keepalive_pool_size: usize,
+}
+
+/// The sites that share one port, by host.
+#[derive(Debug, Default)]
+pub struct PortSites {
+    pub exact: HashMap<String, Arc<Site>>,
+    /// `(".example.com", site)`, longest suffix first.
+    pub suffix: Vec<(String, Arc<Site>)>,
+    pub any: Option<Arc<Site>>,
+    /// Deadline for a client to send a request head on this port (smallest of its sites).
+    pub header_timeout: Duration,
+}
+
+impl PortSites {
+    /// The site for a normalised host name: exact, then longest wildcard, then `*`.
+    pub fn find(&self, host: &str) -> Option<&Arc<Site>> {
+        if let Some(site) = self.exact.get(host) {
+            return Some(site);
+        }
+        self.suffix
+            .iter()
+            .find(|(suffix, _)| host.ends_with(suffix.as_str()))
+            .map(|(_, site)| site)
+            .or(self.any.as_ref())
+    }
+}
+
+/// A compiled site.
+#[derive(Debug)]
+pub struct Site {
+    /// `host:port`, stable across reloads.
+    pub id: Arc<str>,
+    /// Path of the built-in health endpoint, when enabled.
+    pub health_path: Option<String>,
+    /// `routes[]`, in order, checked first.
+    pub rules: Vec<Route>,
+    /// `proxy` prefixes, longest first.
+    pub prefixes: Vec<Route>,
+    pub access_log: Option<AccessLog>,
+    pub limits: SiteLimits,
+    /// Peers whose forwarding headers are trusted.
+    pub trusted_proxies: Vec<IpNet>,
+    pub merge_slashes: bool,
+    /// State that outlives reloads.
+    pub state: Arc<SiteState>,
+}
+
+impl Site {
+    /// The route for a request: the first matching rule, else the longest matching prefix.
+    pub fn route(&self, req: &RequestView<'_>) -> Option<&Route> {
+        self.rules
+            .iter()
+            .chain(self.prefixes.iter())
+            .find(|r| r.matches(req))
+    }
+}
+
+/// Per-site request limits.
+#[derive(Debug, Clone)]
+pub struct SiteLimits {
+    pub max_body_bytes: Option<u64>,
+    pub max_header_bytes: usize,
+    pub max_request_headers: usize,
+    pub max_inflight: Option<usize>,
+    pub header_timeout: Duration,
+}
+
+/// Mutable per-site state kept across reloads.
+#[derive(Debug, Default)]
+pub struct SiteState {
+    pub inflight: AtomicUsize,
+}
+
+/// Holds the live snapshot; `load` on every request, `store` on reload.
+pub struct SnapshotHandle {
+    current: ArcSwap<Snapshot>,
+}
+
+impl SnapshotHandle {
+    pub fn new(snapshot: Snapshot) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(snapshot),
+        }
+    }
+
+    /// The current snapshot; one per request.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Makes `snapshot` current. In-flight requests keep the one they loaded.
+    pub fn store(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+}
