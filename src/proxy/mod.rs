@@ -216,7 +216,7 @@ impl ProxyHttp for Gateway {
                     r.status,
                     r.reason,
                     &ctx.request_id,
-                    r.status == 400,
+                    matches!(r.status, 400 | 413 | 431),
                 )
                 .await;
                 Ok(true)

@@ -1,0 +1,202 @@
+//! Malformed and abusive requests get the right 4xx and never reach the upstream: the gaps a
+//! bare Pingora proxy leaves open.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const T: Duration = Duration::from_secs(5);
+
+fn conduit(up: &Upstream, extra: &str) -> Conduit {
+    Conduit::start(&(simple(up) + extra))
+}
+
+#[test]
+fn oversized_and_too_many_headers_are_431() {
+    let up = Upstream::start("one");
+    let c = conduit(&up, "    limits: {maxHeaderBytes: 8192, maxRequestHeaders: 20}\n");
+    let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
+    assert_eq!(raw_status(&raw(c.port, big.as_bytes(), T)), 431);
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+    for i in 0..30 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    assert_eq!(raw_status(&raw(c.port, many.as_bytes(), T)), 431);
+    // Default limit (32 KiB) also applies without configuration.
+    let c2 = conduit(&up, "");
+    assert_eq!(raw_status(&raw(c2.port, big.as_bytes(), T)), 431);
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
+fn slowloris_gets_408_at_the_head_deadline() {
+    let up = Upstream::start("one");
+    let c = conduit(&up, "    limits: {headerTimeoutSecs: 1}\n");
+    let mut s = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let start = Instant::now();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap();
+    let mut answer = Vec::new();
+    // One header byte every 300 ms: each read is quick, the head never ends.
+    while start.elapsed() < Duration::from_secs(6) {
+        if s.write_all(b"X").is_err() {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let elapsed = start.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(raw_status(&answer), 408, "{answer}");
+    assert!(elapsed < Duration::from_secs(3), "closed only after {elapsed:?}");
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
+fn a_fast_client_is_not_cut_by_the_head_deadline_on_keepalive() {
+    let up = Upstream::start("one");
+    let c = conduit(&up, "    limits: {headerTimeoutSecs: 1}\n");
+    let mut s = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    for _ in 0..2 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).unwrap();
+        assert_eq!(raw_status(&String::from_utf8_lossy(&buf[..n])), 200);
+        // Idle between requests longer than the head deadline: keep-alive idling is not a slow head.
+        std::thread::sleep(Duration::from_millis(1300));
+    }
+}
+
+#[test]
+fn host_is_required_and_must_be_valid() {
+    let up = Upstream::start("one");
+    let c = conduit(&up, "");
+    assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.1\r\n\r\n", T)), 400);
+    assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.0\r\n\r\n", T)), 400);
+    assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", T)), 400);
+    assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", T)), 400);
+    assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n", T)), 400);
+    assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", T)), 400);
+    assert_eq!(up.count(), 0);
+    assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.1\r\nHost: a:80\r\nConnection: close\r\n\r\n", T)), 200);
+}
+
+#[test]
+fn request_targets_must_be_origin_form_without_raw_spaces() {
+    let up = Upstream::start("one");
+    let c = conduit(&up, "");
+    for req in [
+        &b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET http://evil.example/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /a\tb HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        let answer = raw(c.port, req, T);
+        assert_eq!(raw_status(&answer), 400, "{}", String::from_utf8_lossy(req));
+    }
+    let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000));
+    assert_eq!(raw_status(&raw(c.port, long.as_bytes(), T)), 414);
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
+fn paths_are_normalised_before_routing_and_forwarded_normalised() {
+    let open = Upstream::start("open");
+    let admin = Upstream::start("admin");
+    let yaml = format!(
+        "global: {{bind: 127.0.0.1, workers: 1}}\nsites:\n  - port: {{port}}\n    proxy:\n      /public: {}\n      /admin: {}\n",
+        open.url(),
+        admin.url()
+    );
+    let c = Conduit::start(&yaml);
+    let get = |target: &str| {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        raw(c.port, req.as_bytes(), T)
+    };
+    // Dot segments are resolved before the route is chosen.
+    let a = get("/public/../admin/x");
+    assert_eq!(raw_status(&a), 200);
+    assert!(a.ends_with("admin"), "{a}");
+    assert_eq!(admin.last().target, "/admin/x");
+    let a = get("/public/%2e%2e/admin/y?q=%2e");
+    assert!(a.ends_with("admin"), "{a}");
+    assert_eq!(admin.last().target, "/admin/y?q=%2e");
+    let a = get("/public//a///b/./c");
+    assert!(a.ends_with("open"), "{a}");
+    assert_eq!(open.last().target, "/public/a/b/c");
+    let a = get("/public/%41%62c%2Fd");
+    assert!(a.ends_with("open"), "{a}");
+    assert_eq!(open.last().target, "/public/Abc%2Fd");
+    let before = open.count() + admin.count();
+    assert_eq!(raw_status(&get("/public/..\\admin")), 400);
+    assert_eq!(raw_status(&get("/public/a%00b")), 400);
+    assert_eq!(raw_status(&get("/public/a%zz")), 400);
+    assert_eq!(open.count() + admin.count(), before);
+}
+
+#[test]
+fn ambiguous_framing_is_400() {
+    let up = Upstream::start("one");
+    let c = conduit(&up, "");
+    let req = b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    assert_eq!(raw_status(&raw(c.port, req, T)), 400);
+    let req = b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    assert_eq!(raw_status(&raw(c.port, req, T)), 400);
+    let req = b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd";
+    assert_eq!(raw_status(&raw(c.port, req, T)), 400);
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
+fn body_limit_is_413_for_declared_and_chunked_bodies() {
+    let up = Upstream::start("one");
+    let c = conduit(&up, "    limits: {maxBodyBytes: 1000}\n");
+    let http = client();
+    let r = http.post(c.url("/echo")).body(vec![b'x'; 1001]).send().unwrap();
+    assert_eq!(r.status(), 413);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["status"], 413);
+    assert_eq!(up.count(), 0);
+    assert_eq!(http.post(c.url("/echo")).body(vec![b'x'; 1000]).send().unwrap().status(), 200);
+
+    let mut req = b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        req.extend_from_slice(b"190\r\n");
+        req.extend_from_slice(&[b'y'; 400]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(raw_status(&raw(c.port, &req, T)), 413);
+}
+
+#[test]
+fn inflight_limit_is_503() {
+    let up = Upstream::start("slow");
+    let c = conduit(&up, "    limits: {maxInflightRequests: 2}\n");
+    let url = c.url("/slow/1500");
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || client().get(url).send().unwrap().status().as_u16())
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    let r = client().get(c.url("/fast")).send().unwrap();
+    assert_eq!(r.status(), 503);
+    for t in slow {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    assert_eq!(client().get(c.url("/fast")).send().unwrap().status(), 200);
+}
