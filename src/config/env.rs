@@ -15,14 +15,10 @@ pub fn substitute(
     errors: &mut Vec<ConfigError>,
 ) {
     match doc {
-        Value::String(s) => {
-            if s.contains('$') {
-                match expand(s, lookup) {
-                    Ok(v) => *s = v,
-                    Err(message) => errors.push(ConfigError::new(path, message)),
-                }
-            }
-        }
+        Value::String(s) if s.contains('$') => match expand(s, lookup) {
+            Ok(v) => *s = v,
+            Err(message) => errors.push(ConfigError::new(path, message)),
+        },
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 substitute(item, &format!("{path}[{i}]"), lookup, errors);
