@@ -37,8 +37,21 @@ pub enum StartError {
     Load(#[from] LoadError),
     #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<config::ConfigError>),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Fails fast when a listening address is taken (Pingora itself would retry for a long time).
+fn check_bind(addrs: &[std::net::SocketAddr]) -> Result<(), StartError> {
+    for addr in addrs {
+        std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr: *addr, source })?;
+    }
+    Ok(())
 }
 
 /// Loads `path`, then runs the server until it is stopped. Only returns on a start error.
@@ -52,6 +65,11 @@ pub fn run(path: &Path) -> Result<(), StartError> {
     let snapshot = compile(&loaded, &registries, 1, Mode::Serve).map_err(StartError::Invalid)?;
     let process = snapshot.process.clone();
     let ports: Vec<u16> = snapshot.ports.keys().copied().collect();
+    let addrs: Vec<std::net::SocketAddr> = ports
+        .iter()
+        .map(|p| std::net::SocketAddr::new(process.bind, *p))
+        .collect();
+    check_bind(&addrs)?;
     let handle = Arc::new(SnapshotHandle::new(snapshot));
 
     let conf = ServerConf {
@@ -90,8 +108,7 @@ pub fn run(path: &Path) -> Result<(), StartError> {
         handle: handle.clone(),
     };
     let mut service = Service::new("conduit".to_string(), app);
-    for port in &ports {
-        let addr = std::net::SocketAddr::new(process.bind, *port);
+    for addr in &addrs {
         service.add_tcp(&addr.to_string());
     }
     server.add_service(service);
