@@ -19,8 +19,14 @@ fn conduit(up: &Upstream, extra: &str) -> Conduit {
 #[test]
 fn oversized_and_too_many_headers_are_431() {
     let up = Upstream::start("one");
-    let c = conduit(&up, "    limits: {maxHeaderBytes: 8192, maxRequestHeaders: 20}\n");
-    let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
+    let c = conduit(
+        &up,
+        "    limits: {maxHeaderBytes: 8192, maxRequestHeaders: 20}\n",
+    );
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
     assert_eq!(raw_status(&raw(c.port, big.as_bytes(), T)), 431);
     let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
     for i in 0..30 {
@@ -59,7 +65,10 @@ fn slowloris_gets_408_at_the_head_deadline() {
     let elapsed = start.elapsed();
     let answer = String::from_utf8_lossy(&answer);
     assert_eq!(raw_status(&answer), 408, "{answer}");
-    assert!(elapsed < Duration::from_secs(3), "closed only after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "closed only after {elapsed:?}"
+    );
     assert_eq!(up.count(), 0);
 }
 
@@ -85,12 +94,35 @@ fn host_is_required_and_must_be_valid() {
     let c = conduit(&up, "");
     assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.1\r\n\r\n", T)), 400);
     assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.0\r\n\r\n", T)), 400);
-    assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", T)), 400);
-    assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", T)), 400);
-    assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n", T)), 400);
-    assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", T)), 400);
+    assert_eq!(
+        raw_status(&raw(c.port, b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", T)),
+        400
+    );
+    assert_eq!(
+        raw_status(&raw(c.port, b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", T)),
+        400
+    );
+    assert_eq!(
+        raw_status(&raw(c.port, b"GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n", T)),
+        400
+    );
+    assert_eq!(
+        raw_status(&raw(
+            c.port,
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            T
+        )),
+        400
+    );
     assert_eq!(up.count(), 0);
-    assert_eq!(raw_status(&raw(c.port, b"GET / HTTP/1.1\r\nHost: a:80\r\nConnection: close\r\n\r\n", T)), 200);
+    assert_eq!(
+        raw_status(&raw(
+            c.port,
+            b"GET / HTTP/1.1\r\nHost: a:80\r\nConnection: close\r\n\r\n",
+            T
+        )),
+        200
+    );
 }
 
 #[test]
@@ -154,7 +186,8 @@ fn ambiguous_framing_is_400() {
     assert_eq!(raw_status(&raw(c.port, req, T)), 400);
     let req = b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
     assert_eq!(raw_status(&raw(c.port, req, T)), 400);
-    let req = b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd";
+    let req =
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd";
     assert_eq!(raw_status(&raw(c.port, req, T)), 400);
     assert_eq!(up.count(), 0);
 }
@@ -164,12 +197,23 @@ fn body_limit_is_413_for_declared_and_chunked_bodies() {
     let up = Upstream::start("one");
     let c = conduit(&up, "    limits: {maxBodyBytes: 1000}\n");
     let http = client();
-    let r = http.post(c.url("/echo")).body(vec![b'x'; 1001]).send().unwrap();
+    let r = http
+        .post(c.url("/echo"))
+        .body(vec![b'x'; 1001])
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 413);
     let v: serde_json::Value = r.json().unwrap();
     assert_eq!(v["status"], 413);
     assert_eq!(up.count(), 0);
-    assert_eq!(http.post(c.url("/echo")).body(vec![b'x'; 1000]).send().unwrap().status(), 200);
+    assert_eq!(
+        http.post(c.url("/echo"))
+            .body(vec![b'x'; 1000])
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
 
     let mut req = b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..4 {

@@ -27,10 +27,16 @@ fn forwarding_headers_from_an_untrusted_peer_are_overwritten() {
     assert_eq!(seen.header("x-real-ip"), Some("127.0.0.1"));
     assert_eq!(seen.header("forwarded"), None);
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
-    assert_eq!(seen.header("x-forwarded-host"), Some(format!("127.0.0.1:{}", c.port).as_str()));
+    assert_eq!(
+        seen.header("x-forwarded-host"),
+        Some(format!("127.0.0.1:{}", c.port).as_str())
+    );
     assert_eq!(seen.header("via"), Some("1.0 edge, 1.1 conduit"));
     // The client's Host is preserved.
-    assert_eq!(seen.header("host"), Some(format!("127.0.0.1:{}", c.port).as_str()));
+    assert_eq!(
+        seen.header("host"),
+        Some(format!("127.0.0.1:{}", c.port).as_str())
+    );
 }
 
 #[test]
@@ -46,7 +52,10 @@ fn forwarding_headers_from_a_trusted_proxy_are_extended() {
         .send()
         .unwrap();
     let seen = up.last();
-    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.7, 10.1.1.1, 127.0.0.1"));
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("203.0.113.7, 10.1.1.1, 127.0.0.1")
+    );
     // The client is the right-most address that is not a trusted proxy.
     assert_eq!(seen.header("x-real-ip"), Some("10.1.1.1"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
@@ -59,7 +68,11 @@ fn request_id_is_kept_when_valid_generated_otherwise_and_echoed() {
     let c = Conduit::start(&simple(&up));
     let http = client();
 
-    let r = http.get(c.url("/")).header("x-request-id", "abc-123").send().unwrap();
+    let r = http
+        .get(c.url("/"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
     assert_eq!(up.last().header("x-request-id"), Some("abc-123"));
 
@@ -68,7 +81,11 @@ fn request_id_is_kept_when_valid_generated_otherwise_and_echoed() {
     assert_eq!(id.len(), 32);
     assert_eq!(up.last().header("x-request-id"), Some(id.as_str()));
 
-    let r = http.get(c.url("/")).header("x-request-id", "bad id with spaces").send().unwrap();
+    let r = http
+        .get(c.url("/"))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .unwrap();
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_ne!(id, "bad id with spaces");
     assert_eq!(up.last().header_all("x-request-id"), [id.as_str()]);

@@ -21,12 +21,18 @@ fn get_post_and_streamed_bodies() {
     assert_eq!(seen.method, "GET");
     assert_eq!(seen.target, "/hello?x=1");
 
-    let r = http.post(c.url("/echo")).body("payload-123").send().unwrap();
+    let r = http
+        .post(c.url("/echo"))
+        .body("payload-123")
+        .send()
+        .unwrap();
     assert_eq!(r.text().unwrap(), "payload-123");
     assert_eq!(up.last().method, "POST");
 
     // A chunked upload of unknown length arrives whole.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..50).map(|i| Ok(format!("part{i};").into_bytes())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..50)
+        .map(|i| Ok(format!("part{i};").into_bytes()))
+        .collect();
     let body = reqwest::blocking::Body::new(ChunkReader::new(chunks));
     let r = http.post(c.url("/echo")).body(body).send().unwrap();
     let expected: String = (0..50).map(|i| format!("part{i};")).collect();
@@ -144,8 +150,19 @@ sites:
     let r = http.post(c.url("/items/1")).body("x").send().unwrap();
     assert_eq!(r.text().unwrap(), "rule-a");
     // Method and glob both matter.
-    assert_eq!(http.get(c.url("/items/1")).send().unwrap().text().unwrap(), "fallback");
-    assert_eq!(http.post(c.url("/items/1/x")).body("x").send().unwrap().text().unwrap(), "fallback");
+    assert_eq!(
+        http.get(c.url("/items/1")).send().unwrap().text().unwrap(),
+        "fallback"
+    );
+    assert_eq!(
+        http.post(c.url("/items/1/x"))
+            .body("x")
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+        "fallback"
+    );
 
     let beta = |headers: &[(&str, &str)], q: &str| {
         let mut req = http.get(c.url(&format!("/any/path{q}")));
@@ -154,11 +171,23 @@ sites:
         }
         req.send().unwrap().text().unwrap()
     };
-    assert_eq!(beta(&[("x-beta", "yes"), ("cookie", "a=1; group=beta")], "?v=12"), "rule-b");
+    assert_eq!(
+        beta(&[("x-beta", "yes"), ("cookie", "a=1; group=beta")], "?v=12"),
+        "rule-b"
+    );
     // Regexes are anchored: "yess" does not match "yes|true".
-    assert_eq!(beta(&[("x-beta", "yess"), ("cookie", "group=beta")], "?v=12"), "fallback");
-    assert_eq!(beta(&[("x-beta", "true"), ("cookie", "group=beta")], "?v=1x"), "fallback");
-    assert_eq!(beta(&[("x-beta", "true"), ("cookie", "group=alpha")], "?v=1"), "fallback");
+    assert_eq!(
+        beta(&[("x-beta", "yess"), ("cookie", "group=beta")], "?v=12"),
+        "fallback"
+    );
+    assert_eq!(
+        beta(&[("x-beta", "true"), ("cookie", "group=beta")], "?v=1x"),
+        "fallback"
+    );
+    assert_eq!(
+        beta(&[("x-beta", "true"), ("cookie", "group=alpha")], "?v=1"),
+        "fallback"
+    );
     assert_eq!(beta(&[("x-beta", "true")], "?v=1"), "fallback");
 }
 
@@ -277,5 +306,8 @@ fn upstream_connections_are_reused() {
         assert_eq!(http.get(c.url("/")).send().unwrap().status(), 200);
     }
     let conns = up.connections.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(conns <= 2, "30 sequential requests opened {conns} upstream connections");
+    assert!(
+        conns <= 2,
+        "30 sequential requests opened {conns} upstream connections"
+    );
 }

@@ -47,21 +47,29 @@ fn sighup_swaps_config_and_invalid_config_keeps_the_old_one() {
     // Invalid: the error is logged with its path, the old config keeps serving.
     c.write_config(&config(&a, "    limits: {maxBodyBytes: 0}\n"));
     c.signal("HUP");
-    assert!(c.wait_log("reload rejected", Duration::from_secs(5)), "{}", c.stderr());
+    assert!(
+        c.wait_log("reload rejected", Duration::from_secs(5)),
+        "{}",
+        c.stderr()
+    );
     assert!(c.stderr().contains("limits.maxBodyBytes"), "{}", c.stderr());
     assert_eq!(body(&c), "b");
 
     // Syntax error: same.
     std::fs::write(&c.config, "sites: [").unwrap();
     c.signal("HUP");
-    eventually("second rejection", Duration::from_secs(5), || c.stderr().matches("reload rejected").count() >= 2);
+    eventually("second rejection", Duration::from_secs(5), || {
+        c.stderr().matches("reload rejected").count() >= 2
+    });
     assert_eq!(body(&c), "b");
 
     // A new port needs a restart: rejected, old config serving.
     let other = free_port();
     c.write_config(&config(&a, "").replace("port: {port}", &format!("port: {other}")));
     c.signal("HUP");
-    eventually("restart-required rejection", Duration::from_secs(5), || c.stderr().contains("needs a restart"));
+    eventually("restart-required rejection", Duration::from_secs(5), || {
+        c.stderr().contains("needs a restart")
+    });
     assert_eq!(body(&c), "b");
 }
 
@@ -72,7 +80,9 @@ fn hot_reload_follows_the_file() {
     let c = Conduit::start(&config(&a, "    hotReload: true\n"));
     assert_eq!(body(&c), "a");
     c.write_config(&config(&b, "    hotReload: true\n"));
-    eventually("file change picked up", Duration::from_secs(5), || body(&c) == "b");
+    eventually("file change picked up", Duration::from_secs(5), || {
+        body(&c) == "b"
+    });
 }
 
 #[test]
@@ -110,7 +120,10 @@ fn reload_under_traffic_loses_no_request() {
                                 failures.lock().unwrap().push(format!("body {text:?}"));
                             }
                         }
-                        Ok(r) => failures.lock().unwrap().push(format!("status {}", r.status())),
+                        Ok(r) => failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("status {}", r.status())),
                         Err(e) => failures.lock().unwrap().push(format!("error {e}")),
                     }
                 }
@@ -129,8 +142,22 @@ fn reload_under_traffic_loses_no_request() {
         w.join().unwrap();
     }
     let failures = failures.lock().unwrap();
-    assert!(failures.is_empty(), "{} failures, e.g. {:?}", failures.len(), &failures[..failures.len().min(5)]);
-    assert!(ok.load(Ordering::SeqCst) > 50, "only {} requests", ok.load(Ordering::SeqCst));
+    assert!(
+        failures.is_empty(),
+        "{} failures, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        ok.load(Ordering::SeqCst) > 50,
+        "only {} requests",
+        ok.load(Ordering::SeqCst)
+    );
     assert!(a.count() > 0 && b.count() > 0);
-    assert_eq!(c.stderr().matches("configuration reloaded").count(), 8, "{}", c.stderr());
+    assert_eq!(
+        c.stderr().matches("configuration reloaded").count(),
+        8,
+        "{}",
+        c.stderr()
+    );
 }

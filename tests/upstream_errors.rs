@@ -16,14 +16,21 @@ fn dead_upstream_is_502_with_request_id() {
     );
     let c = Conduit::start(&yaml);
     let http = client();
-    let r = http.get(c.url("/dead/x")).header("x-request-id", "req-502").send().unwrap();
+    let r = http
+        .get(c.url("/dead/x"))
+        .header("x-request-id", "req-502")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 502);
     assert_eq!(r.headers()["x-request-id"], "req-502");
     let v: serde_json::Value = r.json().unwrap();
     assert_eq!(v["status"], 502);
     assert_eq!(v["request_id"], "req-502");
     // Still serving.
-    assert_eq!(http.get(c.url("/ok")).send().unwrap().text().unwrap(), "good");
+    assert_eq!(
+        http.get(c.url("/ok")).send().unwrap().text().unwrap(),
+        "good"
+    );
 }
 
 #[test]

@@ -214,8 +214,8 @@ impl AsyncRead for GuardedStream {
             if this.phase == Phase::Idle {
                 this.start_head();
             }
-            let new = buf.filled()[before..after].to_vec();
-            if this.scan(&new).is_err() {
+            let refused = this.scan(&buf.filled()[before..after]).is_err();
+            if refused {
                 buf.set_filled(before);
                 continue;
             }

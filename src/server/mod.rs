@@ -49,7 +49,10 @@ pub enum StartError {
 /// Fails fast when a listening address is taken (Pingora itself would retry for a long time).
 fn check_bind(addrs: &[std::net::SocketAddr]) -> Result<(), StartError> {
     for addr in addrs {
-        std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr: *addr, source })?;
+        std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
+            addr: *addr,
+            source,
+        })?;
     }
     Ok(())
 }

@@ -88,7 +88,12 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("upstream saw no request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("upstream saw no request")
     }
 
     pub fn count(&self) -> usize {
@@ -141,7 +146,8 @@ fn serve_conn(stream: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, hits: &Ato
                 if reader.read_line(&mut size).unwrap_or(0) == 0 {
                     return;
                 }
-                let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+                let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                    .unwrap_or(0);
                 let mut chunk = vec![0; n + 2];
                 if reader.read_exact(&mut chunk).is_err() {
                     return;
@@ -178,7 +184,9 @@ fn serve_conn(stream: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, hits: &Ato
             extra.push_str("Connection: keep-alive, X-Hop-Secret\r\nX-Hop-Secret: 1\r\nKeep-Alive: timeout=5\r\nX-End-To-End: yes\r\n");
         }
         let ok = if path == "/chunked" {
-            let head = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Upstream: {name}\r\n\r\n");
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Upstream: {name}\r\n\r\n"
+            );
             let mut w = head.into_bytes();
             for part in ["hello ", "chunked ", "world"] {
                 w.extend_from_slice(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes());
@@ -200,7 +208,11 @@ fn serve_conn(stream: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, hits: &Ato
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A port on which nothing listens (connections are refused).
@@ -227,7 +239,7 @@ impl Conduit {
     pub fn start(yaml: &str) -> Conduit {
         for _ in 0..5 {
             let port = free_port();
-            let c = Self::start_on(yaml, port);
+            let mut c = Self::start_on(yaml, port);
             if c.wait_ready(Duration::from_secs(10)) {
                 return c;
             }
@@ -266,14 +278,22 @@ impl Conduit {
         self.child = Some(child);
     }
 
-    /// Waits until the port accepts; false if the process exited or time ran out.
-    pub fn wait_ready(&self, timeout: Duration) -> bool {
+    /// Waits until this conduit (not another process that took the port) accepts; false if
+    /// the process exited or time ran out.
+    pub fn wait_ready(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if let Some(child) = self.child.as_mut() {
+                if child.try_wait().ok().flatten().is_some() {
+                    return false;
+                }
+            }
+            if self.stderr().contains("conduit listening")
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 return true;
             }
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(Duration::from_millis(10));
         }
         false
     }
@@ -299,7 +319,11 @@ impl Conduit {
 
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().unwrap().id();
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
