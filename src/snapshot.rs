@@ -48,6 +48,8 @@ pub struct PortSites {
     pub any: Option<Arc<Site>>,
     /// Deadline for a client to send a request head on this port (smallest of its sites).
     pub header_timeout: Duration,
+    /// Idle keep-alive timeout of client connections on this port (smallest of its sites).
+    pub idle_timeout: Duration,
 }
 
 impl PortSites {
@@ -102,6 +104,7 @@ pub struct SiteLimits {
     pub max_request_headers: usize,
     pub max_inflight: Option<usize>,
     pub header_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 /// Mutable per-site state kept across reloads.

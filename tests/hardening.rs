@@ -244,3 +244,41 @@ fn inflight_limit_is_503() {
     }
     assert_eq!(client().get(c.url("/fast")).send().unwrap().status(), 200);
 }
+
+#[test]
+fn idle_keepalive_connections_are_closed_after_the_idle_timeout() {
+    let up = Upstream::start("one");
+    let c = conduit(&up, "    limits: {idleTimeoutSecs: 1}\n");
+    let mut s = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(raw_status(&String::from_utf8_lossy(&buf[..n])), 200);
+    let start = Instant::now();
+    // The server closes the idle connection: the read ends with EOF, not with our timeout.
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(n, 0);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn guard_refusals_carry_a_request_id() {
+    let up = Upstream::start("one");
+    let c = conduit(&up, "");
+    let answer = raw(c.port, b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", T);
+    assert_eq!(raw_status(&answer), 400);
+    let id_line = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("x-request-id:"))
+        .unwrap_or_else(|| panic!("no request id in {answer}"));
+    let id = id_line.split(':').nth(1).unwrap().trim();
+    assert!(
+        answer.contains(&format!("\"request_id\":\"{id}\"")),
+        "{answer}"
+    );
+}

@@ -161,3 +161,14 @@ fn reload_under_traffic_loses_no_request() {
         c.stderr()
     );
 }
+
+#[test]
+fn turning_hot_reload_on_in_the_file_takes_effect_without_a_signal() {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let c = Conduit::start(&config(&a, ""));
+    c.write_config(&config(&b, "    hotReload: true\n"));
+    eventually("file change picked up", Duration::from_secs(5), || {
+        body(&c) == "b"
+    });
+}

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::config::{self, load, Format, LoadError};
+use crate::config::{self, load, Format};
 
 /// Formats the config; prints it, or writes it back with `write`.
 pub fn fmt(explicit: Option<&Path>, cwd: &Path, write: bool) -> i32 {
@@ -26,8 +26,9 @@ pub fn fmt(explicit: Option<&Path>, cwd: &Path, write: bool) -> i32 {
     let placeholder = |_: &str| Some(String::new());
     match load::load_str(&text, format, &path.display().to_string(), &placeholder) {
         Ok(_) => {}
-        Err(LoadError::Invalid(errors)) => {
-            for e in &errors {
+        Err(e) if !e.field_errors().is_empty() => {
+            let errors = e.field_errors();
+            for e in errors {
                 println!("{e}");
             }
             eprintln!(
@@ -38,7 +39,7 @@ pub fn fmt(explicit: Option<&Path>, cwd: &Path, write: bool) -> i32 {
             return 1;
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("error: {e}");
             return 1;
         }
     }

@@ -120,18 +120,14 @@ pub fn validate(explicit: Option<&Path>, cwd: &Path) -> i32 {
             return 1;
         }
     };
-    let loaded = match config::load_file(&path) {
+    let loaded = match config::load_checked(&path) {
         Ok(l) => l,
         Err(LoadError::Invalid(errors)) => return report(&path, &errors),
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("error: {e}");
             return 1;
         }
     };
-    let errors = config::validate::validate(&loaded);
-    if !errors.is_empty() {
-        return report(&path, &errors);
-    }
     match compile(&loaded, &Registries::default(), 1, Mode::Check) {
         Ok(snapshot) => {
             let ports: Vec<u16> = snapshot.ports.keys().copied().collect();

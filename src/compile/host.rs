@@ -32,7 +32,7 @@ impl HostPattern {
         }
         if let Some(inner) = h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
             return match inner.parse::<std::net::Ipv6Addr>() {
-                Ok(_) => Ok(HostPattern::Exact(h)),
+                Ok(addr) => Ok(HostPattern::Exact(format!("[{addr}]"))),
                 Err(_) => Err(format!("`{host}` is not a valid bracketed IPv6 address")),
             };
         }
@@ -72,7 +72,11 @@ pub fn normalize_host(value: &[u8]) -> Option<Cow<'_, str>> {
         if !(rest.is_empty() || valid_port(rest.strip_prefix(':')?)) {
             return None;
         }
-        addr[1..addr.len() - 1].parse::<std::net::Ipv6Addr>().ok()?;
+        let parsed = addr[1..addr.len() - 1].parse::<std::net::Ipv6Addr>().ok()?;
+        let canonical = format!("[{parsed}]");
+        if canonical != addr {
+            return Some(Cow::Owned(canonical));
+        }
         addr
     } else {
         let (name, port) = match s.rfind(':') {
@@ -119,7 +123,10 @@ mod tests {
             HostPattern::parse("*.ex.com").unwrap(),
             HostPattern::Suffix(".ex.com".into())
         );
-        assert!(HostPattern::parse("[::1]").is_ok());
+        assert_eq!(
+            HostPattern::parse("[0::1]").unwrap(),
+            HostPattern::Exact("[::1]".into())
+        );
         assert!(HostPattern::parse("bad host").is_err());
         assert!(HostPattern::parse("a..b").is_err());
     }
@@ -128,6 +135,7 @@ mod tests {
     fn host_header() {
         assert_eq!(normalize_host(b"Example.com:8080").unwrap(), "example.com");
         assert_eq!(normalize_host(b"[::1]:80").unwrap(), "[::1]");
+        assert_eq!(normalize_host(b"[0:0::1]").unwrap(), "[::1]");
         assert_eq!(normalize_host(b"127.0.0.1").unwrap(), "127.0.0.1");
         assert!(normalize_host(b"").is_none());
         assert!(normalize_host(b"a b").is_none());

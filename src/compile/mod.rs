@@ -24,6 +24,8 @@ use route::{Matcher, Route, RuleMatch};
 
 /// Default total deadline for a request head.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default idle keep-alive timeout of client connections.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default largest request head.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Default most request header fields.
@@ -32,13 +34,46 @@ const DEFAULT_MAX_IDLE: usize = 128;
 /// Bound on compiled regex size (bytes of program), so a config cannot exhaust memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-/// Compiles an anchored regex with a bounded size.
-pub fn regex_limited(pattern: &str) -> Result<Regex, regex::Error> {
-    let anchored = format!("^(?:{pattern})$");
-    regex::RegexBuilder::new(&anchored)
+/// Compiles a bounded-size regex; the error is one line naming the pattern.
+pub fn regex_bounded(pattern: &str) -> Result<Regex, String> {
+    build_regex(pattern, pattern)
+}
+
+/// Compiles an anchored (whole-value) regex of bounded size. The pattern is checked on its own
+/// first, so that an unbalanced `)` cannot escape the anchors.
+pub fn regex_limited(pattern: &str) -> Result<Regex, String> {
+    build_regex(pattern, pattern)?;
+    build_regex(&format!("^(?:{pattern})$"), pattern)
+}
+
+fn build_regex(source: &str, shown: &str) -> Result<Regex, String> {
+    regex::RegexBuilder::new(source)
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
         .build()
+        .map_err(|e| {
+            let why = match &e {
+                regex::Error::Syntax(text) => text
+                    .lines()
+                    .rev()
+                    .find(|l| l.trim_start().starts_with("error:"))
+                    .map(|l| {
+                        l.trim_start()
+                            .trim_start_matches("error:")
+                            .trim()
+                            .to_string()
+                    })
+                    .unwrap_or_else(|| "syntax error".into()),
+                regex::Error::CompiledTooBig(_) => "pattern too large".into(),
+                _ => e
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("invalid")
+                    .to_string(),
+            };
+            format!("invalid regex `{shown}`: {why}")
+        })
 }
 
 /// Long-lived state that compiled snapshots point into; it survives reloads.
@@ -139,9 +174,23 @@ pub fn compile(
         };
         let entry = ports.entry(port).or_insert_with(|| PortSites {
             header_timeout: site.limits.header_timeout,
+            idle_timeout: site.limits.idle_timeout,
             ..PortSites::default()
         });
         entry.header_timeout = entry.header_timeout.min(site.limits.header_timeout);
+        entry.idle_timeout = entry.idle_timeout.min(site.limits.idle_timeout);
+        let taken = match &pattern {
+            HostPattern::Any => entry.any.is_some(),
+            HostPattern::Exact(h) => entry.exact.contains_key(h),
+            HostPattern::Suffix(s) => entry.suffix.iter().any(|(x, _)| x == s),
+        };
+        if taken {
+            errors.push(ConfigError::new(
+                join(&prefix, "host"),
+                format!("another site already serves host `{host}` on port {port}"),
+            ));
+            continue;
+        }
         match pattern {
             HostPattern::Any => entry.any = Some(site),
             HostPattern::Exact(h) => {
@@ -285,7 +334,14 @@ fn compile_site(
                 .filter_map(|g| Glob::parse(g).ok())
                 .collect();
             let sink = match mode {
-                Mode::Check => None,
+                Mode::Check => {
+                    if let Some(file) = file {
+                        if let Err(why) = check_log_file(file) {
+                            errors.push(ConfigError::new(join(&join(p, "logging"), "file"), why));
+                        }
+                    }
+                    None
+                }
                 Mode::Serve => match reg.sink(file.unwrap_or("-")) {
                     Ok(s) => Some(s),
                     Err(e) => {
@@ -315,6 +371,9 @@ fn compile_site(
         header_timeout: l
             .header_timeout_secs
             .map_or(DEFAULT_HEADER_TIMEOUT, Duration::from_secs),
+        idle_timeout: l
+            .idle_timeout_secs
+            .map_or(DEFAULT_IDLE_TIMEOUT, Duration::from_secs),
     };
     let trusted_proxies = s
         .trusted_proxies
@@ -339,6 +398,25 @@ fn compile_site(
     })
 }
 
+/// What `conduit validate` can check about an access-log file without creating it.
+fn check_log_file(file: &str) -> Result<(), String> {
+    let path = std::path::Path::new(file);
+    if path.is_dir() {
+        return Err(format!("`{file}` is a directory"));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "cannot open access log: directory `{}` does not exist",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 fn compile_rule(m: Option<&raw::Match>) -> Result<RuleMatch, (String, String)> {
     let Some(m) = m else {
         return Ok(RuleMatch::default());
@@ -351,7 +429,7 @@ fn compile_rule(m: Option<&raw::Match>) -> Result<RuleMatch, (String, String)> {
             .map(|(k, v)| {
                 regex_limited(v)
                     .map(|re| (k.clone(), re))
-                    .map_err(|e| (format!("{field}.{k}"), format!("invalid regex: {e}")))
+                    .map_err(|e| (format!("{field}.{k}"), e))
             })
             .collect()
     };
@@ -446,9 +524,9 @@ fn compile_route(
         .flatten()
         .enumerate()
         .map(|(i, r)| {
-            Regex::new(&r.from)
+            regex_bounded(&r.from)
                 .map(|re| (re, r.to.clone()))
-                .map_err(|e| ConfigError::new(format!("{path}.rewrite[{i}].from"), e.to_string()))
+                .map_err(|e| ConfigError::new(format!("{path}.rewrite[{i}].from"), e))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Route {

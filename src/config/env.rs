@@ -16,7 +16,20 @@ pub fn substitute(
 ) {
     match doc {
         Value::String(s) if s.contains('$') => match expand(s, lookup) {
-            Ok(v) => *s = v,
+            Ok(v) => {
+                // `port: ${PORT}`: a value that is one variable and reads as a number or a
+                // boolean takes that type, as if it had been written in place.
+                let whole = is_single_reference(s);
+                *doc = match v.as_str() {
+                    "true" if whole => Value::Bool(true),
+                    "false" if whole => Value::Bool(false),
+                    n if whole && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n
+                        .parse::<u64>()
+                        .map(Value::from)
+                        .unwrap_or(Value::String(v)),
+                    _ => Value::String(v),
+                };
+            }
             Err(message) => errors.push(ConfigError::new(path, message)),
         },
         Value::Array(items) => {
@@ -78,6 +91,17 @@ pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
     Ok(out)
 }
 
+/// Whether `s` is exactly one `$NAME` or `${NAME}`.
+fn is_single_reference(s: &str) -> bool {
+    match s.strip_prefix('$') {
+        Some(rest) => match rest.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+            Some(name) => is_name(name),
+            None => is_name(rest),
+        },
+        None => false,
+    }
+}
+
 fn is_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
@@ -109,6 +133,18 @@ mod tests {
         assert_eq!(expand("cost $$5", &env).unwrap(), "cost $5");
         assert_eq!(expand("a $ b", &env).unwrap(), "a $ b");
         assert_eq!(expand("$1", &env).unwrap(), "$1");
+    }
+
+    #[test]
+    fn a_whole_variable_takes_number_or_bool_type() {
+        let mut doc =
+            serde_json::json!({"port": "${PORT}", "url": "http://$HOST:$PORT", "x": "$HOST"});
+        let mut errors = Vec::new();
+        substitute(&mut doc, "", &env, &mut errors);
+        assert!(errors.is_empty());
+        assert_eq!(doc["port"], serde_json::json!(4000));
+        assert_eq!(doc["url"], "http://up:4000");
+        assert_eq!(doc["x"], "up");
     }
 
     #[test]

@@ -41,17 +41,23 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: syntax error: {message}")]
+    #[error("syntax error in {path}: {message}")]
     Syntax { path: String, message: String },
     #[error("{}", list(.0))]
     Invalid(Vec<ConfigError>),
+    /// Structural errors, with what could be read of the document (the bad nodes left out).
+    #[error("{}", list(errors))]
+    Structure {
+        errors: Vec<ConfigError>,
+        partial: Box<crate::config::LoadedConfig>,
+    },
 }
 
 impl LoadError {
     /// The field errors, when the file parsed but its content is wrong.
     pub fn field_errors(&self) -> &[ConfigError] {
         match self {
-            LoadError::Invalid(errors) => errors,
+            LoadError::Invalid(errors) | LoadError::Structure { errors, .. } => errors,
             _ => &[],
         }
     }

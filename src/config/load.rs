@@ -152,7 +152,15 @@ pub fn load_str(
                 .collect();
             (Shape::Full, raw, paths)
         }
-        Value::Object(map) => {
+        Value::Object(mut map) => {
+            for key in ["global", "version"] {
+                if map.remove(key).is_some() {
+                    errors.push(ConfigError::new(
+                        key,
+                        format!("`{key}` needs the full shape: {{version, global, sites: [...]}} with this site under `sites`"),
+                    ));
+                }
+            }
             let site = deserialize_collect::<Site>(Value::Object(map), "", &mut errors)
                 .unwrap_or_default();
             let raw = RawConfig {
@@ -168,13 +176,42 @@ pub fn load_str(
             )]))
         }
     };
+    let loaded = LoadedConfig {
+        raw,
+        site_paths,
+        shape,
+        source: None,
+    };
     if errors.is_empty() {
-        Ok(LoadedConfig {
-            raw,
-            site_paths,
-            shape,
-            source: None,
+        Ok(loaded)
+    } else {
+        Err(LoadError::Structure {
+            errors,
+            partial: Box::new(loaded),
         })
+    }
+}
+
+/// Loads a file and validates it: every structural and semantic error at once. Structural errors
+/// leave their node out, and the rest of the document is still checked.
+pub fn load_checked(path: &Path) -> Result<LoadedConfig, LoadError> {
+    let (loaded, mut errors) = match load_file(path) {
+        Ok(loaded) => (loaded, Vec::new()),
+        Err(LoadError::Structure { errors, partial }) => (*partial, errors),
+        Err(e) => return Err(e),
+    };
+    let structural: Vec<String> = errors.iter().map(|e| e.path.clone()).collect();
+    for e in super::validate::validate(&loaded) {
+        // A node removed for a structural error is not reported a second time.
+        if !structural
+            .iter()
+            .any(|p| e.path == *p || e.path.starts_with(&format!("{p}.")))
+        {
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() {
+        Ok(loaded)
     } else {
         Err(LoadError::Invalid(errors))
     }

@@ -10,4 +10,4 @@ pub mod raw;
 pub mod validate;
 
 pub use error::{ConfigError, LoadError};
-pub use load::{discover, load_file, load_str, Format, LoadedConfig};
+pub use load::{discover, load_checked, load_file, load_str, Format, LoadedConfig};

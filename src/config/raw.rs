@@ -131,7 +131,7 @@ pub struct RouteOptions {
     pub targets: Option<Vec<Target>>,
     /// Load-balancing strategy (default `round-robin`).
     pub strategy: Option<String>,
-    /// Remove the matched prefix before forwarding.
+    /// Remove the matched prefix before forwarding (prefix routes only).
     pub strip_prefix: Option<bool>,
     /// Regex path rewrites; the first rule that matches applies.
     pub rewrite: Option<Vec<Rewrite>>,
@@ -176,7 +176,7 @@ pub struct WeightedTarget {
     pub weight: Option<u32>,
 }
 
-/// A regex path rewrite: `from` (anchored regex), `to` (with `$1`..).
+/// A regex path rewrite: `from` is searched in the path (anchor it with `^`/`$`), `to` may use `$1`...
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Rewrite {
@@ -293,6 +293,8 @@ pub struct Limits {
     pub max_inflight_requests: Option<usize>,
     /// Deadline for a client to send a whole request head (408; default 10).
     pub header_timeout_secs: Option<u64>,
+    /// How long an idle keep-alive client connection is kept open (default 60).
+    pub idle_timeout_secs: Option<u64>,
 
     pub timeout_secs: Later,
     pub max_body_buffer_bytes: Later,

@@ -34,6 +34,14 @@ pub fn validate(cfg: &LoadedConfig) -> Vec<ConfigError> {
         ""
     };
     v.global(&cfg.raw.global, global_prefix);
+    if let Some(version) = cfg.raw.version {
+        if version != 1 {
+            v.err(
+                "version",
+                &format!("unsupported config version {version}; this Conduit reads version 1"),
+            );
+        }
+    }
     if cfg.raw.sites.is_empty() {
         v.err(
             "sites",
@@ -355,7 +363,17 @@ impl Validator {
     fn route_rule(&mut self, p: &str, r: &raw::RouteRule) {
         self.later(p, "static", &r.static_files);
         match &r.proxy {
-            Some(u) => self.upstream(&join(p, "proxy"), u),
+            Some(u) => {
+                self.upstream(&join(p, "proxy"), u);
+                if let Upstream::Options(o) = u {
+                    if o.strip_prefix == Some(true) {
+                        self.err(
+                            &join(&join(p, "proxy"), "stripPrefix"),
+                            "stripPrefix applies to `proxy` prefixes only; use `rewrite` in a route",
+                        );
+                    }
+                }
+            }
             None if r.static_files.is_none() => {
                 self.err(&join(p, "proxy"), "missing: a route needs `proxy`")
             }
@@ -435,7 +453,7 @@ impl Validator {
     }
 
     fn limits(&mut self, p: &str, l: &raw::Limits) {
-        let positive: [(&str, Option<u64>); 5] = [
+        let positive: [(&str, Option<u64>); 6] = [
             ("maxBodyBytes", l.max_body_bytes),
             ("maxHeaderBytes", l.max_header_bytes.map(|v| v as u64)),
             ("maxRequestHeaders", l.max_request_headers.map(|v| v as u64)),
@@ -444,6 +462,7 @@ impl Validator {
                 l.max_inflight_requests.map(|v| v as u64),
             ),
             ("headerTimeoutSecs", l.header_timeout_secs),
+            ("idleTimeoutSecs", l.idle_timeout_secs),
         ];
         for (field, value) in positive {
             if value == Some(0) {

@@ -70,8 +70,13 @@ impl AccessLog {
     /// Formats and queues the line for `entry` unless its path is skipped. Runs in `logging`.
     pub fn record(&self, entry: &LogEntry<'_>) {
         let path = entry.target.split('?').next().unwrap_or(entry.target);
-        if self.skip_paths.iter().any(|g| g.matches(path)) {
-            return;
+        if !self.skip_paths.is_empty() {
+            // Match the path as routing sees it.
+            let normal = crate::proxy::normalize::normalize_path(path, true);
+            let normal = normal.as_deref().unwrap_or(path);
+            if self.skip_paths.iter().any(|g| g.matches(normal)) {
+                return;
+            }
         }
         let target = if self.strip_query { path } else { entry.target };
         self.sink.send(format_line(self.format, entry, target));

@@ -1,5 +1,7 @@
 //! Process logging through `tracing` (Pingora's `log` records are routed into it).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the stderr subscriber. `CONDUIT_LOG` (or `RUST_LOG`) overrides the default filter.
@@ -11,5 +13,6 @@ pub fn init(default_filter: &str) {
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

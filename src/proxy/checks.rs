@@ -117,6 +117,7 @@ mod tests {
             max_request_headers: 2,
             max_inflight: None,
             header_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(1),
         };
         assert_eq!(
             header_limits(&req(&[("a", "1"), ("b", "2"), ("c", "3")]), &limits)

@@ -108,14 +108,6 @@ impl Gateway {
         checks::header_limits(req, &site.limits)?;
         checks::declared_body(req, &site.limits)?;
 
-        if let Some(max) = site.limits.max_inflight {
-            let (guard, n) = InflightGuard::enter(site.state.clone());
-            if n > max {
-                return Err(refusal(503, "too many requests in flight"));
-            }
-            ctx.site_inflight = Some(guard);
-        }
-
         let raw_path = req.uri.path();
         let path =
             normalize::normalize_path(raw_path, site.merge_slashes).map_err(|e| match e {
@@ -132,6 +124,14 @@ impl Gateway {
             && matches!(req.method.as_str(), "GET" | "HEAD")
         {
             return Ok(Decision::Health);
+        }
+
+        if let Some(max) = site.limits.max_inflight {
+            let (guard, n) = InflightGuard::enter(site.state.clone());
+            if n > max {
+                return Err(refusal(503, "too many requests in flight"));
+            }
+            ctx.site_inflight = Some(guard);
         }
 
         let view = RequestView {
@@ -367,7 +367,10 @@ impl ProxyHttp for Gateway {
             _ => "HTTP/1.1",
         };
         let entry = LogEntry {
-            time: SystemTime::now(),
+            // When the request arrived, as access logs report it.
+            time: SystemTime::now()
+                .checked_sub(ctx.start.elapsed())
+                .unwrap_or_else(SystemTime::now),
             client: ctx.client_ip,
             method: req.method.as_str(),
             target: &ctx.target,

@@ -10,7 +10,7 @@ use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 
 use super::guard::GuardedStream;
-use crate::compile::DEFAULT_HEADER_TIMEOUT;
+use crate::compile::{DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 use crate::proxy::Gateway;
 use crate::snapshot::SnapshotHandle;
 
@@ -33,10 +33,16 @@ impl ServerApp for GatewayApp {
             let port = stream
                 .get_socket_digest()
                 .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).map(|a| a.port()));
-            let deadline = port
-                .and_then(|p| self.handle.load().ports.get(&p).map(|s| s.header_timeout))
-                .unwrap_or(DEFAULT_HEADER_TIMEOUT);
-            Box::new(GuardedStream::new(stream, deadline))
+            let (head, idle) = port
+                .and_then(|p| {
+                    self.handle
+                        .load()
+                        .ports
+                        .get(&p)
+                        .map(|s| (s.header_timeout, s.idle_timeout))
+                })
+                .unwrap_or((DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT));
+            Box::new(GuardedStream::new(stream, head, idle))
         };
         ServerApp::process_new(&self.proxy, stream, shutdown).await
     }

@@ -3,6 +3,7 @@
 //!
 //! - a total deadline for each request head (a slowloris client sending one byte every few seconds
 //!   is answered 408 and closed), from the first byte of the head to its blank line;
+//! - an idle timeout between requests on a keep-alive connection (closed quietly);
 //! - the request line must be origin-form, `METHOD SP /target SP HTTP/1.x`, with no raw spaces or
 //!   control characters in the target (400), and at most 8 KiB (414).
 //!
@@ -45,8 +46,11 @@ enum Phase {
 pub struct GuardedStream {
     inner: Stream,
     phase: Phase,
-    deadline: Duration,
-    sleep: Option<Pin<Box<Sleep>>>,
+    head_timeout: Duration,
+    idle_timeout: Duration,
+    /// One timer per connection, re-armed for each head and each idle period.
+    timer: Pin<Box<Sleep>>,
+    armed: bool,
     /// Bytes of the current request line seen so far (when not yet complete).
     line: Vec<u8>,
     line_done: bool,
@@ -68,12 +72,14 @@ impl std::fmt::Debug for GuardedStream {
 
 impl GuardedStream {
     /// Wraps a freshly accepted client stream; the first head's deadline starts now.
-    pub fn new(inner: Stream, deadline: Duration) -> Self {
+    pub fn new(inner: Stream, head_timeout: Duration, idle_timeout: Duration) -> Self {
         Self {
             inner,
             phase: Phase::Head,
-            deadline,
-            sleep: Some(Box::pin(tokio::time::sleep(deadline))),
+            head_timeout,
+            idle_timeout,
+            timer: Box::pin(tokio::time::sleep(head_timeout)),
+            armed: true,
             line: Vec::new(),
             line_done: false,
             head_bytes: 0,
@@ -82,9 +88,28 @@ impl GuardedStream {
         }
     }
 
+    fn arm(&mut self, after: Duration) {
+        self.timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + after);
+        self.armed = true;
+    }
+
+    /// The first bytes of a response went out: the connection is idle until the next request,
+    /// or passes through untouched after a protocol switch.
+    fn after_response(&mut self, first: &[u8]) {
+        if first.starts_with(b"HTTP/1.1 101") || first.starts_with(b"HTTP/1.0 101") {
+            self.phase = Phase::Passthrough;
+            self.armed = false;
+        } else {
+            self.phase = Phase::Idle;
+            self.arm(self.idle_timeout);
+        }
+    }
+
     fn start_head(&mut self) {
         self.phase = Phase::Head;
-        self.sleep = Some(Box::pin(tokio::time::sleep(self.deadline)));
+        self.arm(self.head_timeout);
         self.line.clear();
         self.line_done = false;
         self.head_bytes = 0;
@@ -92,10 +117,12 @@ impl GuardedStream {
     }
 
     fn reject_with(&mut self, status: u16, reason: &str, kind: io::ErrorKind) {
-        let body = format!("{{\"error\":\"{reason}\",\"status\":{status}}}\n");
+        let id = crate::proxy::request_id::generate();
+        let body =
+            format!("{{\"error\":\"{reason}\",\"status\":{status},\"request_id\":\"{id}\"}}\n");
         let phrase = crate::proxy::failure::reason(status);
         let head = format!(
-            "HTTP/1.1 {status} {phrase}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {status} {phrase}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Request-ID: {id}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         self.reject = Some((head.into_bytes(), 0, kind));
@@ -133,7 +160,7 @@ impl GuardedStream {
                 (1, b'\r') => 2,
                 (1, b'\n') | (2, b'\n') => {
                     self.phase = Phase::Body;
-                    self.sleep = None;
+                    self.armed = false;
                     return Ok(());
                 }
                 (_, b'\n') => 1,
@@ -186,24 +213,23 @@ impl AsyncRead for GuardedStream {
                     return Pin::new(&mut this.inner).poll_read(cx, buf)
                 }
                 Phase::Head => {
-                    if let Some(sleep) = this.sleep.as_mut() {
-                        if sleep.as_mut().poll(cx).is_ready() {
-                            if this.head_bytes == 0 {
-                                return Poll::Ready(Err(io::Error::new(
-                                    io::ErrorKind::TimedOut,
-                                    "idle before request",
-                                )));
-                            }
-                            this.reject_with(
-                                408,
-                                "request header timeout",
-                                io::ErrorKind::TimedOut,
-                            );
-                            continue;
+                    if this.armed && this.timer.as_mut().poll(cx).is_ready() {
+                        this.armed = false;
+                        if this.head_bytes == 0 {
+                            // Nothing sent at all: close quietly.
+                            return Poll::Ready(Ok(()));
                         }
+                        this.reject_with(408, "request header timeout", io::ErrorKind::TimedOut);
+                        continue;
                     }
                 }
-                Phase::Idle => {}
+                Phase::Idle => {
+                    if this.armed && this.timer.as_mut().poll(cx).is_ready() {
+                        // Keep-alive idle timeout: end of stream, closed quietly.
+                        this.armed = false;
+                        return Poll::Ready(Ok(()));
+                    }
+                }
             }
             let before = buf.filled().len();
             ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
@@ -232,11 +258,7 @@ impl AsyncWrite for GuardedStream {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         if this.phase == Phase::Body && !data.is_empty() {
-            this.phase = if data.starts_with(b"HTTP/1.1 101") || data.starts_with(b"HTTP/1.0 101") {
-                Phase::Passthrough
-            } else {
-                Phase::Idle
-            };
+            this.after_response(data);
         }
         Pin::new(&mut this.inner).poll_write(cx, data)
     }
@@ -255,18 +277,10 @@ impl AsyncWrite for GuardedStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.phase == Phase::Body && bufs.iter().any(|b| !b.is_empty()) {
-            let first = bufs
-                .iter()
-                .find(|b| !b.is_empty())
-                .map(|b| &b[..])
-                .unwrap_or(&[]);
-            this.phase = if first.starts_with(b"HTTP/1.1 101") || first.starts_with(b"HTTP/1.0 101")
-            {
-                Phase::Passthrough
-            } else {
-                Phase::Idle
-            };
+        if this.phase == Phase::Body {
+            if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+                this.after_response(first);
+            }
         }
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }

@@ -27,6 +27,8 @@ use shutdown::DrainOnSignal;
 
 /// Largest HTTP/2 header list accepted.
 pub const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+/// Largest `global.shutdownTimeoutSecs`.
+pub const MAX_SHUTDOWN_SECS: u64 = 3600;
 /// HTTP/2 concurrent streams per connection.
 pub const H2_MAX_STREAMS: u32 = 100;
 
@@ -59,11 +61,11 @@ fn check_bind(addrs: &[std::net::SocketAddr]) -> Result<(), StartError> {
 
 /// Loads `path`, then runs the server until it is stopped. Only returns on a start error.
 pub fn run(path: &Path) -> Result<(), StartError> {
-    let loaded = config::load_file(path)?;
-    let errors = config::validate::validate(&loaded);
-    if !errors.is_empty() {
-        return Err(StartError::Invalid(errors));
-    }
+    let loaded = match config::load_checked(path) {
+        Ok(l) => l,
+        Err(LoadError::Invalid(errors)) => return Err(StartError::Invalid(errors)),
+        Err(e) => return Err(e.into()),
+    };
     let registries = Arc::new(Registries::default());
     let snapshot = compile(&loaded, &registries, 1, Mode::Serve).map_err(StartError::Invalid)?;
     let process = snapshot.process.clone();
@@ -79,8 +81,9 @@ pub fn run(path: &Path) -> Result<(), StartError> {
         threads: process.workers,
         work_stealing: process.work_stealing,
         upstream_keepalive_pool_size: process.keepalive_pool_size,
-        // The drain thread exits the process as soon as requests finish; this is only a bound.
-        grace_period_seconds: Some(process.shutdown_timeout.as_secs() + 1),
+        // The drain thread exits the process as soon as requests finish, bounded by the
+        // shutdown timeout of the snapshot current at signal time; this is only a backstop.
+        grace_period_seconds: Some(MAX_SHUTDOWN_SECS + 1),
         graceful_shutdown_timeout_seconds: Some(1),
         pid_file: std::env::temp_dir()
             .join(format!("conduit-{}.pid", std::process::id()))
@@ -101,6 +104,7 @@ pub fn run(path: &Path) -> Result<(), StartError> {
     proxy.handle_init_modules();
     let mut options = HttpServerOptions::default();
     options.h2c = false;
+    options.h2_idle_timeout = Some(crate::compile::DEFAULT_IDLE_TIMEOUT);
     proxy.server_options = Some(options);
     let mut h2 = H2Options::default();
     h2.max_concurrent_streams(H2_MAX_STREAMS);

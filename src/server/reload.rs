@@ -53,11 +53,11 @@ impl Reloader {
     /// Reads the config file again and swaps in the new snapshot; returns its generation.
     pub fn reload(&self) -> Result<u64, ReloadError> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let loaded = config::load_file(&self.source)?;
-        let errors = config::validate::validate(&loaded);
-        if !errors.is_empty() {
-            return Err(ReloadError::Invalid(errors));
-        }
+        let loaded = match config::load_checked(&self.source) {
+            Ok(l) => l,
+            Err(LoadError::Invalid(errors)) => return Err(ReloadError::Invalid(errors)),
+            Err(e) => return Err(e.into()),
+        };
         let current = self.handle.load();
         let next = compile(
             &loaded,
@@ -120,7 +120,7 @@ pub fn spawn_triggers(reloader: Arc<Reloader>) -> std::io::Result<()> {
                             // Editors write in several steps: let them finish.
                             tokio::time::sleep(Duration::from_millis(150)).await;
                             while rx.try_recv().is_ok() {}
-                            if reloader.handle.load().watch_config {
+                            if reloader.handle.load().watch_config || enables_hot_reload(&reloader.source) {
                                 reloader.reload_and_log("file change");
                             }
                         }
@@ -130,6 +130,11 @@ pub fn spawn_triggers(reloader: Arc<Reloader>) -> std::io::Result<()> {
             });
         })?;
     Ok(())
+}
+
+/// Whether the file on disk asks for `hotReload` (so turning it on takes effect by itself).
+fn enables_hot_reload(path: &std::path::Path) -> bool {
+    config::load_file(path).is_ok_and(|l| l.raw.sites.iter().any(|s| s.hot_reload == Some(true)))
 }
 
 fn file_watcher(
