@@ -25,7 +25,7 @@ use pingora::protocols::{
 };
 use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// Longest request line accepted.
 pub const MAX_REQUEST_LINE: usize = 8 * 1024;
@@ -48,9 +48,15 @@ pub struct GuardedStream {
     phase: Phase,
     head_timeout: Duration,
     idle_timeout: Duration,
-    /// One timer per connection, re-armed for each head and each idle period.
+    /// One timer per connection. It is reset only when a deadline moves earlier or when it
+    /// fires before the current deadline, so a busy keep-alive connection touches the timer
+    /// wheel about once per idle period, not once per request.
     timer: Pin<Box<Sleep>>,
-    armed: bool,
+    timer_at: Instant,
+    /// The deadline of the current phase, if any.
+    deadline: Option<Instant>,
+    /// Whether the current head has its deadline set.
+    head_armed: bool,
     /// Bytes of the current request line seen so far (when not yet complete).
     line: Vec<u8>,
     line_done: bool,
@@ -73,13 +79,16 @@ impl std::fmt::Debug for GuardedStream {
 impl GuardedStream {
     /// Wraps a freshly accepted client stream; the first head's deadline starts now.
     pub fn new(inner: Stream, head_timeout: Duration, idle_timeout: Duration) -> Self {
+        let first = Instant::now() + head_timeout;
         Self {
             inner,
             phase: Phase::Head,
             head_timeout,
             idle_timeout,
-            timer: Box::pin(tokio::time::sleep(head_timeout)),
-            armed: true,
+            timer: Box::pin(tokio::time::sleep_until(first)),
+            timer_at: first,
+            deadline: Some(first),
+            head_armed: true,
             line: Vec::new(),
             line_done: false,
             head_bytes: 0,
@@ -88,11 +97,31 @@ impl GuardedStream {
         }
     }
 
-    fn arm(&mut self, after: Duration) {
-        self.timer
-            .as_mut()
-            .reset(tokio::time::Instant::now() + after);
-        self.armed = true;
+    fn set_deadline(&mut self, at: Instant) {
+        self.deadline = Some(at);
+        if at < self.timer_at {
+            self.timer.as_mut().reset(at);
+            self.timer_at = at;
+        }
+    }
+
+    /// Polls the timer; true once the current deadline has passed.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.deadline else {
+            return false;
+        };
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if Instant::now() >= deadline {
+                self.deadline = None;
+                return true;
+            }
+            // Fired for an earlier deadline: wait for the current one.
+            self.timer.as_mut().reset(deadline);
+            self.timer_at = deadline;
+        }
     }
 
     /// The first bytes of a response went out: the connection is idle until the next request,
@@ -100,16 +129,18 @@ impl GuardedStream {
     fn after_response(&mut self, first: &[u8]) {
         if first.starts_with(b"HTTP/1.1 101") || first.starts_with(b"HTTP/1.0 101") {
             self.phase = Phase::Passthrough;
-            self.armed = false;
+            self.deadline = None;
         } else {
             self.phase = Phase::Idle;
-            self.arm(self.idle_timeout);
+            self.set_deadline(Instant::now() + self.idle_timeout);
         }
     }
 
     fn start_head(&mut self) {
+        // The head deadline is set only if the head does not arrive in one read.
         self.phase = Phase::Head;
-        self.arm(self.head_timeout);
+        self.deadline = None;
+        self.head_armed = false;
         self.line.clear();
         self.line_done = false;
         self.head_bytes = 0;
@@ -160,7 +191,7 @@ impl GuardedStream {
                 (1, b'\r') => 2,
                 (1, b'\n') | (2, b'\n') => {
                     self.phase = Phase::Body;
-                    self.armed = false;
+                    self.deadline = None;
                     return Ok(());
                 }
                 (_, b'\n') => 1,
@@ -213,8 +244,7 @@ impl AsyncRead for GuardedStream {
                     return Pin::new(&mut this.inner).poll_read(cx, buf)
                 }
                 Phase::Head => {
-                    if this.armed && this.timer.as_mut().poll(cx).is_ready() {
-                        this.armed = false;
+                    if this.expired(cx) {
                         if this.head_bytes == 0 {
                             // Nothing sent at all: close quietly.
                             return Poll::Ready(Ok(()));
@@ -224,9 +254,8 @@ impl AsyncRead for GuardedStream {
                     }
                 }
                 Phase::Idle => {
-                    if this.armed && this.timer.as_mut().poll(cx).is_ready() {
+                    if this.expired(cx) {
                         // Keep-alive idle timeout: end of stream, closed quietly.
-                        this.armed = false;
                         return Poll::Ready(Ok(()));
                     }
                 }
@@ -244,6 +273,10 @@ impl AsyncRead for GuardedStream {
             if refused {
                 buf.set_filled(before);
                 continue;
+            }
+            if this.phase == Phase::Head && !this.head_armed {
+                this.head_armed = true;
+                this.set_deadline(Instant::now() + this.head_timeout);
             }
             return Poll::Ready(Ok(()));
         }
