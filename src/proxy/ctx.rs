@@ -46,7 +46,7 @@ impl Drop for InflightGuard {
 pub struct RequestCtx {
     pub snapshot: Arc<Snapshot>,
     pub start: Instant,
-    pub request_id: String,
+    pub request_id: super::request_id::RequestId,
     pub site: Option<Arc<Site>>,
     /// Index into `site.rules` (then `site.prefixes`) of the chosen route.
     pub route: Option<RouteRef>,

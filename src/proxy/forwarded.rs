@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
+use http::HeaderValue;
 use ipnet::IpNet;
 use pingora::http::RequestHeader;
 
@@ -37,61 +39,86 @@ pub fn client_ip(req: &RequestHeader, peer: Option<IpAddr>, trusted: &[IpNet]) -
         .or(peer)
 }
 
-/// Rewrites the forwarding headers of the upstream request.
+/// An address as a header value (one allocation).
+fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from(ip.to_string())).ok()
+}
+
+fn remove_if_present(req: &mut RequestHeader, name: &str) {
+    if req.headers.contains_key(name) {
+        req.remove_header(name);
+    }
+}
+
+/// Rewrites the forwarding headers of the upstream request. `X-Forwarded-Host` is the client's
+/// `Host` as sent.
 pub fn apply(
     req: &mut RequestHeader,
     peer: Option<IpAddr>,
     client: Option<IpAddr>,
     trusted: bool,
     tls: bool,
-    host: Option<&str>,
 ) {
-    let peer_s = peer.map(|p| p.to_string());
+    let peer_value = peer.and_then(ip_value);
     // X-Forwarded-For: append the peer behind a trusted proxy, else replace.
-    let xff = match (&peer_s, trusted) {
+    let xff = match (
+        &peer_value,
+        trusted && req.headers.contains_key("x-forwarded-for"),
+    ) {
         (Some(p), true) => {
-            let existing: Vec<&str> = req
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            if existing.is_empty() {
-                Some(p.clone())
-            } else {
-                Some(format!("{}, {p}", existing.join(", ")))
+            let mut joined = String::new();
+            for v in req.headers.get_all("x-forwarded-for") {
+                if let Ok(v) = v.to_str() {
+                    joined.push_str(v);
+                    joined.push_str(", ");
+                }
             }
+            joined.push_str(p.to_str().unwrap_or_default());
+            HeaderValue::from_maybe_shared(Bytes::from(joined)).ok()
         }
-        (Some(p), false) => Some(p.clone()),
-        (None, _) => None,
+        (p, _) => p.clone(),
     };
-    let _ = req.remove_header("x-forwarded-for");
+    remove_if_present(req, "x-forwarded-for");
     if let Some(xff) = xff {
         let _ = req.insert_header("x-forwarded-for", xff);
     }
-    let _ = req.remove_header("x-real-ip");
-    if let Some(c) = client {
-        let _ = req.insert_header("x-real-ip", c.to_string());
+    remove_if_present(req, "x-real-ip");
+    let real = if client == peer {
+        peer_value
+    } else {
+        client.and_then(ip_value)
+    };
+    if let Some(real) = real {
+        let _ = req.insert_header("x-real-ip", real);
     }
     if !trusted {
-        let _ = req.remove_header("forwarded");
-        let _ = req.remove_header("x-forwarded-proto");
-        let _ = req.remove_header("x-forwarded-host");
-        let _ = req.remove_header("x-forwarded-port");
+        for name in [
+            "forwarded",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-forwarded-port",
+        ] {
+            remove_if_present(req, name);
+        }
     }
     if !req.headers.contains_key("x-forwarded-proto") {
-        let _ = req.insert_header("x-forwarded-proto", if tls { "https" } else { "http" });
+        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+        let _ = req.insert_header("x-forwarded-proto", proto);
     }
     if !req.headers.contains_key("x-forwarded-host") {
-        if let Some(h) = host {
-            let _ = req.insert_header("x-forwarded-host", h);
+        if let Some(host) = req.headers.get(http::header::HOST).cloned() {
+            let _ = req.insert_header("x-forwarded-host", host);
         }
     }
     let via = match req.headers.get("via").and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, 1.1 conduit"),
-        None => "1.1 conduit".to_string(),
+        Some(existing) => {
+            HeaderValue::from_maybe_shared(Bytes::from(format!("{existing}, 1.1 conduit"))).ok()
+        }
+        None => Some(HeaderValue::from_static("1.1 conduit")),
     };
-    let _ = req.insert_header("via", via);
+    if let Some(via) = via {
+        let _ = req.insert_header("via", via);
+    }
 }
 
 #[cfg(test)]
@@ -111,7 +138,8 @@ mod tests {
     fn untrusted_peer_overwrites() {
         let mut r = req(&["6.6.6.6"]);
         let peer = Some("127.0.0.1".parse().unwrap());
-        apply(&mut r, peer, peer, false, false, Some("h"));
+        r.insert_header("host", "h").unwrap();
+        apply(&mut r, peer, peer, false, false);
         assert_eq!(r.headers.get("x-forwarded-for").unwrap(), "127.0.0.1");
         assert!(r.headers.get("forwarded").is_none());
         assert_eq!(r.headers.get("x-forwarded-host").unwrap(), "h");
@@ -128,7 +156,7 @@ mod tests {
             Some("2.2.2.2".parse().unwrap())
         );
         let mut r = r;
-        apply(&mut r, peer, None, true, false, None);
+        apply(&mut r, peer, None, true, false);
         assert_eq!(
             r.headers.get("x-forwarded-for").unwrap(),
             "1.1.1.1, 2.2.2.2, 10.0.0.5, 10.0.0.9"

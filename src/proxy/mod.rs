@@ -29,6 +29,7 @@ use crate::observe::access_log::LogEntry;
 use crate::snapshot::SnapshotHandle;
 use checks::Refusal;
 use ctx::{InflightGuard, RequestCtx, RouteRef};
+use request_id::RequestId;
 
 /// Conduit's proxy logic; one instance serves every listener.
 pub struct Gateway {
@@ -170,7 +171,7 @@ impl ProxyHttp for Gateway {
         RequestCtx {
             snapshot: self.handle.load(),
             start: Instant::now(),
-            request_id: String::new(),
+            request_id: RequestId::default(),
             site: None,
             route: None,
             peer_ip: None,
@@ -189,12 +190,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.request_id = match session.req_header().headers.get(request_id::HEADER) {
-            Some(v) if request_id::is_valid(v.as_bytes()) => {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            }
-            _ => request_id::generate(),
-        };
+        ctx.request_id = session
+            .req_header()
+            .headers
+            .get(request_id::HEADER)
+            .and_then(RequestId::from_client)
+            .unwrap_or_else(RequestId::generate);
         match self.decide(session, ctx) {
             Ok(Decision::Proxy) => Ok(false),
             Ok(Decision::Health) => {
@@ -204,7 +205,7 @@ impl ProxyHttp for Gateway {
                 resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
                 resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
                 resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-                resp.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+                resp.insert_header(request_id::HEADER, ctx.request_id.header_value())?;
                 session.write_response_header(Box::new(resp), head).await?;
                 if !head {
                     session.write_response_body(Some(body), true).await?;
@@ -217,7 +218,7 @@ impl ProxyHttp for Gateway {
                     session,
                     r.status,
                     r.reason,
-                    &ctx.request_id,
+                    ctx.request_id.as_str(),
                     matches!(r.status, 400 | 413 | 431),
                 )
                 .await;
@@ -280,26 +281,10 @@ impl ProxyHttp for Gateway {
             })?;
             upstream.set_uri(uri);
         }
-        let mut remove = Vec::new();
-        hop::strip(&upstream.headers, |name| remove.push(name.to_string()));
-        for name in remove {
-            upstream.remove_header(&name);
-        }
+        hop::strip(upstream);
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        let host = upstream
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string);
-        forwarded::apply(
-            upstream,
-            ctx.peer_ip,
-            ctx.client_ip,
-            ctx.trusted_peer,
-            tls,
-            host.as_deref(),
-        );
-        upstream.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        forwarded::apply(upstream, ctx.peer_ip, ctx.client_ip, ctx.trusted_peer, tls);
+        upstream.insert_header(request_id::HEADER, ctx.request_id.header_value())?;
         Ok(())
     }
 
@@ -320,14 +305,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
-            let mut remove = Vec::new();
-            hop::strip(&resp.headers, |name| remove.push(name.to_string()));
-            for name in remove {
-                resp.remove_header(&name);
-            }
+            hop::strip(resp);
         }
         // Never fail here: an error would drop the pooled upstream connection.
-        let _ = resp.insert_header(request_id::HEADER, ctx.request_id.as_str());
+        let _ = resp.insert_header(request_id::HEADER, ctx.request_id.header_value());
         Ok(())
     }
 
@@ -340,14 +321,14 @@ impl ProxyHttp for Gateway {
         let code = failure::status_of(e);
         if code > 0 && session.response_written().is_none() {
             if ctx.request_id.is_empty() {
-                ctx.request_id = request_id::generate();
+                ctx.request_id = RequestId::generate();
             }
             let message = match code {
                 502 => "upstream unavailable",
                 504 => "upstream timed out",
                 _ => failure::reason(code),
             };
-            failure::respond(session, code, message, &ctx.request_id, true).await;
+            failure::respond(session, code, message, ctx.request_id.as_str(), true).await;
         }
         FailToProxy {
             error_code: code,
@@ -381,7 +362,7 @@ impl ProxyHttp for Gateway {
             upstream: ctx.upstream,
             upstream_ms: ctx.upstream_ms,
             route: ctx.route().map(|r| &*r.id),
-            request_id: &ctx.request_id,
+            request_id: ctx.request_id.as_str(),
             host: ctx.host.as_deref(),
             referer: header(http::header::REFERER),
             user_agent: header(http::header::USER_AGENT),
