@@ -161,7 +161,10 @@ fn json_lines_have_every_field() {
         if text.lines().filter(|l| l.contains("\"/many\"")).count() == 5 {
             break text.lines().map(str::to_string).collect();
         }
-        assert!(Instant::now() < deadline, "5 lines for /many not logged within 3 s:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "5 lines for /many not logged within 3 s:\n{text}"
+        );
         thread::sleep(Duration::from_millis(25));
     };
     for l in &lines {
@@ -173,7 +176,11 @@ fn json_lines_have_every_field() {
         .filter(|v| v["path"] == "/many")
         .map(|v| v["request_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids.len(), 5, "generated request ids must differ: {lines:#?}");
+    assert_eq!(
+        ids.len(),
+        5,
+        "generated request ids must differ: {lines:#?}"
+    );
 }
 
 #[test]

@@ -739,7 +739,10 @@ fn validate_via_run_cli_matches() {
     let (code, out, err) = run_cli(dir.path(), &["validate"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.starts_with("prxy: unknown field `prxy`"), "{out}");
-    assert!(out.contains("(top level): the site serves nothing"), "{out}");
+    assert!(
+        out.contains("(top level): the site serves nothing"),
+        "{out}"
+    );
     assert!(err.contains("2 error(s)"), "{err}");
 }
 
