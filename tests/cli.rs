@@ -418,3 +418,17 @@ fn schema_is_json_and_describes_sites() {
     assert!(schema["properties"]["sites"].is_object(), "{out}");
     assert!(out.contains("\"sites\""));
 }
+
+#[test]
+fn fmt_keeps_variable_references_in_typed_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("conduit.yaml"),
+        "port: ${PORT}\nhotReload: $HOT\nproxy: http://$UP_HOST:80\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_cli(dir.path(), &["fmt"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("port: ${PORT}"), "{out}");
+    assert!(out.contains("proxy: http://$UP_HOST:80"), "{out}");
+}

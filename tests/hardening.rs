@@ -282,3 +282,14 @@ fn guard_refusals_carry_a_request_id() {
         "{answer}"
     );
 }
+
+#[test]
+fn a_long_streamed_response_is_not_cut_by_the_idle_timeout() {
+    let up = Upstream::start("one");
+    let c = conduit(&up, "    limits: {idleTimeoutSecs: 1}\n");
+    // 8 chunks, 400 ms apart: 3.2 s in all, longer than the idle timeout.
+    let r = client().get(c.url("/drip/8")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let expected: String = (0..8).map(|i| format!("drop{i};")).collect();
+    assert_eq!(r.text().unwrap(), expected);
+}

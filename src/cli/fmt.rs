@@ -22,34 +22,26 @@ pub fn fmt(explicit: Option<&Path>, cwd: &Path, write: bool) -> i32 {
         }
     };
     let format = Format::from_path(&path);
-    // Structure only: variables are checked at load, not here.
-    let placeholder = |_: &str| Some(String::new());
-    match load::load_str(&text, format, &path.display().to_string(), &placeholder) {
-        Ok(_) => {}
-        Err(e) if !e.field_errors().is_empty() => {
-            let errors = e.field_errors();
-            for e in errors {
-                println!("{e}");
-            }
-            eprintln!(
-                "{}: not formatted: {} error(s)",
-                path.display(),
-                errors.len()
-            );
-            return 1;
-        }
+    let doc = match load::parse_document(&text, format, &path.display().to_string()) {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
             return 1;
         }
-    }
-    let doc = match load::parse_document(&text, format, &path.display().to_string()) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("{e}");
-            return 1;
-        }
     };
+    // Structure only: variables are checked when the file is loaded, not here.
+    let errors = load::check_structure(doc.clone());
+    if !errors.is_empty() {
+        for e in &errors {
+            println!("{e}");
+        }
+        eprintln!(
+            "{}: not formatted: {} error(s)",
+            path.display(),
+            errors.len()
+        );
+        return 1;
+    }
     let out = match render(&doc, format) {
         Ok(s) => s,
         Err(e) => {

@@ -92,7 +92,7 @@ pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
 }
 
 /// Whether `s` is exactly one `$NAME` or `${NAME}`.
-fn is_single_reference(s: &str) -> bool {
+pub fn is_single_reference(s: &str) -> bool {
     match s.strip_prefix('$') {
         Some(rest) => match rest.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
             Some(name) => is_name(name),

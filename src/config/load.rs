@@ -123,7 +123,38 @@ pub fn load_str(
     name: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<LoadedConfig, LoadError> {
-    let mut doc = parse_document(text, format, name)?;
+    let doc = parse_document(text, format, name)?;
+    load_value(doc, lookup)
+}
+
+/// Checks the structure of a document without its variables: values that are exactly one
+/// `$VAR` are left out (their type is only known once the variable is), other variables read
+/// as empty. Used by `conduit fmt`, which keeps references as written.
+pub fn check_structure(mut doc: Value) -> Vec<ConfigError> {
+    fn drop_references(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                map.retain(
+                    |_, item| !matches!(item, Value::String(s) if env::is_single_reference(s)),
+                );
+                map.values_mut().for_each(drop_references);
+            }
+            Value::Array(items) => items.iter_mut().for_each(drop_references),
+            _ => {}
+        }
+    }
+    drop_references(&mut doc);
+    match load_value(doc, &|_| Some(String::new())) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.field_errors().to_vec(),
+    }
+}
+
+/// Loads a parsed document: substitution, shape, structure.
+pub fn load_value(
+    mut doc: Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<LoadedConfig, LoadError> {
     let mut errors = Vec::new();
     env::substitute(&mut doc, "", lookup, &mut errors);
 

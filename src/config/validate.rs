@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::load::{join, LoadedConfig};
 use super::raw::{self, Global, Site, Upstream};
 use super::ConfigError;
-use crate::compile::{glob::Glob, host::HostPattern, regex_limited};
+use crate::compile::{glob::Glob, host::HostPattern, regex_bounded, regex_limited};
 use crate::upstream::target::TargetUrl;
 
 /// Strategies that work today.
@@ -52,11 +52,13 @@ pub fn validate(cfg: &LoadedConfig) -> Vec<ConfigError> {
     for (i, site) in cfg.raw.sites.iter().enumerate() {
         let prefix = cfg.site_paths.get(i).cloned().unwrap_or_default();
         v.site(site, &prefix);
-        let host = site
-            .host
-            .clone()
-            .unwrap_or_else(|| "*".into())
-            .to_ascii_lowercase();
+        // Compare hosts as they match: `""`, no host and `*` are one; IPv6 is canonical.
+        let host = match HostPattern::parse(site.host.as_deref().unwrap_or("*")) {
+            Ok(HostPattern::Any) => "*".to_string(),
+            Ok(HostPattern::Exact(h)) => h,
+            Ok(HostPattern::Suffix(s)) => format!("*{s}"),
+            Err(_) => continue,
+        };
         let key = (host.clone(), effective_port(site));
         if let Some(first) = seen.get(&key) {
             v.err(
@@ -298,8 +300,8 @@ impl Validator {
         if let Some(rules) = &o.rewrite {
             for (i, r) in rules.iter().enumerate() {
                 let rp = format!("{}[{i}]", join(p, "rewrite"));
-                if let Err(e) = regex_limited(&r.from) {
-                    self.err(&join(&rp, "from"), &format!("invalid regex: {e}"));
+                if let Err(e) = regex_bounded(&r.from) {
+                    self.err(&join(&rp, "from"), &e);
                 }
                 if !r.to.starts_with('/') && !r.to.starts_with('$') {
                     self.err(&join(&rp, "to"), "must produce a path starting with `/`");
@@ -413,7 +415,7 @@ impl Validator {
                     self.err(&fp, "not a valid header name");
                 }
                 if let Err(e) = regex_limited(pattern) {
-                    self.err(&fp, &format!("invalid regex: {e}"));
+                    self.err(&fp, &e);
                 }
             }
         }

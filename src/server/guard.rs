@@ -136,6 +136,12 @@ impl GuardedStream {
         }
     }
 
+    /// More of a response went out: the idle period counts from the last write, so a long
+    /// streamed response is not cut by the idle timeout. (Cheap: the timer is not touched.)
+    fn response_progress(&mut self) {
+        self.deadline = Some(Instant::now() + self.idle_timeout);
+    }
+
     fn start_head(&mut self) {
         // The head deadline is set only if the head does not arrive in one read.
         self.phase = Phase::Head;
@@ -290,8 +296,10 @@ impl AsyncWrite for GuardedStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.phase == Phase::Body && !data.is_empty() {
-            this.after_response(data);
+        match this.phase {
+            Phase::Body if !data.is_empty() => this.after_response(data),
+            Phase::Idle => this.response_progress(),
+            _ => {}
         }
         Pin::new(&mut this.inner).poll_write(cx, data)
     }
@@ -310,10 +318,14 @@ impl AsyncWrite for GuardedStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.phase == Phase::Body {
-            if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
-                this.after_response(first);
+        match this.phase {
+            Phase::Body => {
+                if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+                    this.after_response(first);
+                }
             }
+            Phase::Idle => this.response_progress(),
+            _ => {}
         }
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }

@@ -183,7 +183,24 @@ fn serve_conn(stream: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, hits: &Ato
         } else if path == "/hop" {
             extra.push_str("Connection: keep-alive, X-Hop-Secret\r\nX-Hop-Secret: 1\r\nKeep-Alive: timeout=5\r\nX-End-To-End: yes\r\n");
         }
-        let ok = if path == "/chunked" {
+        let ok = if let Some(count) = path.strip_prefix("/drip/") {
+            // A slow stream: one chunk every 400 ms.
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Upstream: {name}\r\n\r\n"
+            );
+            let mut ok = out.write_all(head.as_bytes()).is_ok();
+            for i in 0..count.parse::<usize>().unwrap_or(3) {
+                if !ok {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(400));
+                let part = format!("drop{i};");
+                ok = out
+                    .write_all(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes())
+                    .is_ok();
+            }
+            ok && out.write_all(b"0\r\n\r\n").is_ok()
+        } else if path == "/chunked" {
             let head = format!(
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Upstream: {name}\r\n\r\n"
             );
