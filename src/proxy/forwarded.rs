@@ -4,9 +4,17 @@
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use pingora::http::RequestHeader;
+
+// Header names, built once (a `&str` name would be parsed and hashed on every use).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Parses a `trustedProxies` entry: an address or a CIDR.
 pub fn parse_trusted(entry: &str) -> Option<IpNet> {
@@ -28,7 +36,7 @@ pub fn client_ip(req: &RequestHeader, peer: Option<IpAddr>, trusted: &[IpNet]) -
         return peer;
     }
     let mut chain: Vec<IpAddr> = Vec::new();
-    for v in req.headers.get_all("x-forwarded-for") {
+    for v in req.headers.get_all(&X_FORWARDED_FOR) {
         let Ok(v) = v.to_str() else { continue };
         chain.extend(v.split(',').filter_map(|s| s.trim().parse::<IpAddr>().ok()));
     }
@@ -44,7 +52,7 @@ fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(Bytes::from(ip.to_string())).ok()
 }
 
-fn remove_if_present(req: &mut RequestHeader, name: &str) {
+fn remove_if_present(req: &mut RequestHeader, name: &HeaderName) {
     if req.headers.contains_key(name) {
         req.remove_header(name);
     }
@@ -63,11 +71,11 @@ pub fn apply(
     // X-Forwarded-For: append the peer behind a trusted proxy, else replace.
     let xff = match (
         &peer_value,
-        trusted && req.headers.contains_key("x-forwarded-for"),
+        trusted && req.headers.contains_key(&X_FORWARDED_FOR),
     ) {
         (Some(p), true) => {
             let mut joined = String::new();
-            for v in req.headers.get_all("x-forwarded-for") {
+            for v in req.headers.get_all(&X_FORWARDED_FOR) {
                 if let Ok(v) = v.to_str() {
                     joined.push_str(v);
                     joined.push_str(", ");
@@ -78,11 +86,11 @@ pub fn apply(
         }
         (p, _) => p.clone(),
     };
-    remove_if_present(req, "x-forwarded-for");
+    remove_if_present(req, &X_FORWARDED_FOR);
     if let Some(xff) = xff {
         let _ = req.insert_header("x-forwarded-for", xff);
     }
-    remove_if_present(req, "x-real-ip");
+    remove_if_present(req, &X_REAL_IP);
     let real = if client == peer {
         peer_value
     } else {
@@ -93,24 +101,28 @@ pub fn apply(
     }
     if !trusted {
         for name in [
-            "forwarded",
-            "x-forwarded-proto",
-            "x-forwarded-host",
-            "x-forwarded-port",
+            &FORWARDED,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+            &X_FORWARDED_PORT,
         ] {
             remove_if_present(req, name);
         }
     }
-    if !req.headers.contains_key("x-forwarded-proto") {
+    if !req.headers.contains_key(&X_FORWARDED_PROTO) {
         let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
         let _ = req.insert_header("x-forwarded-proto", proto);
     }
-    if !req.headers.contains_key("x-forwarded-host") {
+    if !req.headers.contains_key(&X_FORWARDED_HOST) {
         if let Some(host) = req.headers.get(http::header::HOST).cloned() {
             let _ = req.insert_header("x-forwarded-host", host);
         }
     }
-    let via = match req.headers.get("via").and_then(|v| v.to_str().ok()) {
+    let via = match req
+        .headers
+        .get(http::header::VIA)
+        .and_then(|v| v.to_str().ok())
+    {
         Some(existing) => {
             HeaderValue::from_maybe_shared(Bytes::from(format!("{existing}, 1.1 conduit"))).ok()
         }

@@ -2,22 +2,24 @@
 //! with every header the `Connection` header names. Upgrade handshakes keep `Connection: upgrade`
 //! and `Upgrade`, which Pingora needs to switch protocols.
 
-use http::HeaderMap;
+use http::header::{CONNECTION, UPGRADE};
+use http::{HeaderMap, HeaderName};
 use pingora::http::{RequestHeader, ResponseHeader};
 
-const HOP_BY_HOP: [&str; 6] = [
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "proxy-authenticate",
-    "proxy-authorization",
+const HOP_BY_HOP: [HeaderName; 6] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
 ];
 
 /// A message whose headers can be edited (Pingora keeps header-name case beside the map).
 pub trait HeaderEdit {
     fn headers(&self) -> &HeaderMap;
     fn remove(&mut self, name: &str);
+    fn remove_name(&mut self, name: &HeaderName);
 }
 
 impl HeaderEdit for RequestHeader {
@@ -25,6 +27,9 @@ impl HeaderEdit for RequestHeader {
         &self.headers
     }
     fn remove(&mut self, name: &str) {
+        self.remove_header(name);
+    }
+    fn remove_name(&mut self, name: &HeaderName) {
         self.remove_header(name);
     }
 }
@@ -36,6 +41,9 @@ impl HeaderEdit for ResponseHeader {
     fn remove(&mut self, name: &str) {
         self.remove_header(name);
     }
+    fn remove_name(&mut self, name: &HeaderName) {
+        self.remove_header(name);
+    }
 }
 
 impl HeaderEdit for HeaderMap {
@@ -43,6 +51,9 @@ impl HeaderEdit for HeaderMap {
         self
     }
     fn remove(&mut self, name: &str) {
+        HeaderMap::remove(self, name);
+    }
+    fn remove_name(&mut self, name: &HeaderName) {
         HeaderMap::remove(self, name);
     }
 }
@@ -75,21 +86,21 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Removes the hop-by-hop headers of a message. Allocates only for `Connection`-listed names.
 pub fn strip<H: HeaderEdit + ?Sized>(msg: &mut H) {
     let upgrade = is_upgrade(msg.headers());
-    if msg.headers().contains_key(http::header::CONNECTION) {
+    if msg.headers().contains_key(CONNECTION) {
         for name in connection_tokens(msg.headers()) {
             msg.remove(&name);
         }
         if !upgrade {
-            msg.remove("connection");
+            msg.remove_name(&CONNECTION);
         }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         if msg.headers().contains_key(name) {
-            msg.remove(name);
+            msg.remove_name(name);
         }
     }
-    if !upgrade && msg.headers().contains_key(http::header::UPGRADE) {
-        msg.remove("upgrade");
+    if !upgrade && msg.headers().contains_key(UPGRADE) {
+        msg.remove_name(&UPGRADE);
     }
 }
 

@@ -193,7 +193,7 @@ impl ProxyHttp for Gateway {
         ctx.request_id = session
             .req_header()
             .headers
-            .get(request_id::HEADER)
+            .get(&request_id::NAME)
             .and_then(RequestId::from_client)
             .unwrap_or_else(RequestId::generate);
         match self.decide(session, ctx) {

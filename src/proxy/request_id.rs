@@ -5,8 +5,10 @@
 use bytes::Bytes;
 use http::HeaderValue;
 
-/// The request id header.
+/// The request id header (as written when inserted).
 pub const HEADER: &str = "x-request-id";
+/// The request id header name, for lookups.
+pub const NAME: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// One request's id.
 #[derive(Debug, Clone)]
