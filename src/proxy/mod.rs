@@ -257,7 +257,9 @@ impl ProxyHttp for Gateway {
         };
         let peer = Box::new(upstream.peer.clone());
         ctx.upstream = Some(upstream.addr);
-        ctx.upstream_start = Some(Instant::now());
+        if ctx.site.as_ref().is_some_and(|s| s.access_log.is_some()) {
+            ctx.upstream_start = Some(Instant::now());
+        }
         Ok(peer)
     }
 

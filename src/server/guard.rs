@@ -57,6 +57,8 @@ pub struct GuardedStream {
     deadline: Option<Instant>,
     /// Whether the current head has its deadline set.
     head_armed: bool,
+    /// A response write happened since the idle deadline was set.
+    wrote: bool,
     /// Bytes of the current request line seen so far (when not yet complete).
     line: Vec<u8>,
     line_done: bool,
@@ -89,6 +91,7 @@ impl GuardedStream {
             timer_at: first,
             deadline: Some(first),
             head_armed: true,
+            wrote: false,
             line: Vec::new(),
             line_done: false,
             head_bytes: 0,
@@ -132,14 +135,16 @@ impl GuardedStream {
             self.deadline = None;
         } else {
             self.phase = Phase::Idle;
+            self.wrote = false;
             self.set_deadline(Instant::now() + self.idle_timeout);
         }
     }
 
-    /// More of a response went out: the idle period counts from the last write, so a long
-    /// streamed response is not cut by the idle timeout. (Cheap: the timer is not touched.)
+    /// More of a response went out. Noted without reading the clock: when the idle timer
+    /// fires, a connection that wrote since gets a new idle period instead of being closed, so a
+    /// long streamed response is never cut while it makes progress.
     fn response_progress(&mut self) {
-        self.deadline = Some(Instant::now() + self.idle_timeout);
+        self.wrote = true;
     }
 
     fn start_head(&mut self) {
@@ -260,7 +265,13 @@ impl AsyncRead for GuardedStream {
                     }
                 }
                 Phase::Idle => {
-                    if this.expired(cx) {
+                    while this.expired(cx) {
+                        if this.wrote {
+                            // Still streaming a response: start a new idle period.
+                            this.wrote = false;
+                            this.set_deadline(Instant::now() + this.idle_timeout);
+                            continue;
+                        }
                         // Keep-alive idle timeout: end of stream, closed quietly.
                         return Poll::Ready(Ok(()));
                     }
