@@ -1,0 +1,59 @@
+//! Long-lived registries that snapshots point into: pools, per-site state and access-log sinks
+//! survive reloads here, keyed by stable ids.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use crate::observe::access_log::LogSink;
+use crate::snapshot::SiteState;
+use crate::upstream::PoolRegistry;
+
+/// Long-lived state that compiled snapshots point into; it survives reloads.
+#[derive(Default)]
+pub struct Registries {
+    pub pools: PoolRegistry,
+    sites: Mutex<HashMap<String, Weak<SiteState>>>,
+    sinks: Mutex<HashMap<String, Arc<LogSink>>>,
+}
+
+impl Registries {
+    pub(crate) fn site_state(&self, id: &str) -> Arc<SiteState> {
+        let mut sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
+        sites.retain(|_, w| w.strong_count() > 0);
+        if let Some(s) = sites.get(id).and_then(Weak::upgrade) {
+            return s;
+        }
+        let s = Arc::new(SiteState::default());
+        sites.insert(id.to_string(), Arc::downgrade(&s));
+        s
+    }
+
+    pub(crate) fn sink(&self, target: &str) -> std::io::Result<Arc<LogSink>> {
+        let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sinks.get(target) {
+            return Ok(s.clone());
+        }
+        let sink = Arc::new(if target == "-" {
+            LogSink::stdout()?
+        } else {
+            LogSink::file(target)?
+        });
+        sinks.insert(target.to_string(), sink.clone());
+        Ok(sink)
+    }
+
+    /// Flushes every access-log sink (at shutdown).
+    pub fn flush_logs(&self, timeout: Duration) {
+        let sinks: Vec<_> = self
+            .sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for s in sinks {
+            s.flush(timeout);
+        }
+    }
+}
