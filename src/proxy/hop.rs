@@ -85,6 +85,14 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Removes the hop-by-hop headers of a message. Allocates only for `Connection`-listed names.
 pub fn strip<H: HeaderEdit + ?Sized>(msg: &mut H) {
+    // One pass over the (usually few) headers; most messages carry none of these.
+    let any = msg
+        .headers()
+        .keys()
+        .any(|k| k == CONNECTION || k == UPGRADE || HOP_BY_HOP.contains(k));
+    if !any {
+        return;
+    }
     let upgrade = is_upgrade(msg.headers());
     if msg.headers().contains_key(CONNECTION) {
         for name in connection_tokens(msg.headers()) {
