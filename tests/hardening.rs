@@ -293,3 +293,22 @@ fn a_long_streamed_response_is_not_cut_by_the_idle_timeout() {
     let expected: String = (0..8).map(|i| format!("drop{i};")).collect();
     assert_eq!(r.text().unwrap(), expected);
 }
+
+#[test]
+fn a_fragmented_head_and_leading_empty_lines_are_accepted() {
+    let up = Upstream::start("one");
+    let c = conduit(&up, "");
+    let mut s = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    // Byte by byte, with an empty line first and the blank line split across writes.
+    for b in b"\r\nGET /frag HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\r\n" {
+        s.write_all(&[*b]).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(raw_status(&String::from_utf8_lossy(&buf[..n])), 200);
+    assert_eq!(up.last().target, "/frag");
+    assert_eq!(up.last().header("x-a"), Some("1"));
+}

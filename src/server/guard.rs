@@ -170,34 +170,68 @@ impl GuardedStream {
         self.reject = Some((head.into_bytes(), 0, kind));
     }
 
-    /// Scans newly read head bytes; returns Err(()) when the request line is bad (reject set).
+    /// Scans newly read head bytes; Err(()) when the request line is bad (reject set).
+    /// The request line is checked in place when it arrives in one read (the usual case), and
+    /// the end of the head is found by jumping from line end to line end.
     fn scan(&mut self, new: &[u8]) -> Result<(), ()> {
-        for &b in new {
-            self.head_bytes += 1;
-            if !self.line_done {
-                if b == b'\n' {
-                    let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
-                    if line.is_empty() {
-                        // Empty lines before a request line are tolerated (RFC 9112 §2.2).
-                        self.line.clear();
-                        continue;
-                    }
-                    if !valid_request_line(line) {
-                        self.reject_with(400, "malformed request line", io::ErrorKind::InvalidData);
-                        return Err(());
-                    }
-                    self.line_done = true;
-                    self.eoh = 1;
-                    continue;
-                }
-                if self.line.len() >= MAX_REQUEST_LINE {
+        self.head_bytes += new.len();
+        let mut rest = new;
+        while !self.line_done {
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                if self.line.len() + rest.len() > MAX_REQUEST_LINE {
                     self.reject_with(414, "request line too long", io::ErrorKind::InvalidData);
                     return Err(());
                 }
-                self.line.push(b);
-                continue;
+                self.line.extend_from_slice(rest);
+                return Ok(());
+            };
+            let (part, after) = rest.split_at(nl);
+            rest = after.get(1..).unwrap_or_default();
+            let verdict = {
+                let full: &[u8] = if self.line.is_empty() {
+                    part
+                } else {
+                    self.line.extend_from_slice(part);
+                    &self.line
+                };
+                let line = full.strip_suffix(b"\r").unwrap_or(full);
+                if line.len() > MAX_REQUEST_LINE {
+                    Some((414, "request line too long"))
+                } else if line.is_empty() {
+                    // Empty lines before a request line are tolerated (RFC 9112 §2.2).
+                    None
+                } else if valid_request_line(line) {
+                    self.line_done = true;
+                    None
+                } else {
+                    Some((400, "malformed request line"))
+                }
+            };
+            self.line.clear();
+            if let Some((status, reason)) = verdict {
+                self.reject_with(status, reason, io::ErrorKind::InvalidData);
+                return Err(());
             }
-            // After the request line: look for an empty line (CRLF CRLF or LF LF).
+            if self.line_done {
+                self.eoh = 1;
+            }
+        }
+        // After the request line: look for an empty line (CRLF CRLF or LF LF).
+        let mut i = 0;
+        while let Some(&b) = rest.get(i) {
+            if self.eoh == 0 {
+                match rest
+                    .get(i..)
+                    .and_then(|r| r.iter().position(|&b| b == b'\n'))
+                {
+                    Some(p) => {
+                        i += p + 1;
+                        self.eoh = 1;
+                        continue;
+                    }
+                    None => return Ok(()),
+                }
+            }
             self.eoh = match (self.eoh, b) {
                 (1, b'\r') => 2,
                 (1, b'\n') | (2, b'\n') => {
@@ -205,9 +239,9 @@ impl GuardedStream {
                     self.deadline = None;
                     return Ok(());
                 }
-                (_, b'\n') => 1,
                 _ => 0,
             };
+            i += 1;
         }
         Ok(())
     }
