@@ -22,29 +22,24 @@ pub trait HeaderEdit {
     fn remove_name(&mut self, name: &HeaderName);
 }
 
-impl HeaderEdit for RequestHeader {
-    fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-    fn remove(&mut self, name: &str) {
-        self.remove_header(name);
-    }
-    fn remove_name(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
+/// Pingora's request and response headers: removal keeps their header-case map in step.
+macro_rules! pingora_header_edit {
+    ($($ty:ty),*) => {$(
+        impl HeaderEdit for $ty {
+            fn headers(&self) -> &HeaderMap {
+                &self.headers
+            }
+            fn remove(&mut self, name: &str) {
+                self.remove_header(name);
+            }
+            fn remove_name(&mut self, name: &HeaderName) {
+                self.remove_header(name);
+            }
+        }
+    )*};
 }
 
-impl HeaderEdit for ResponseHeader {
-    fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-    fn remove(&mut self, name: &str) {
-        self.remove_header(name);
-    }
-    fn remove_name(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-}
+pingora_header_edit!(RequestHeader, ResponseHeader);
 
 impl HeaderEdit for HeaderMap {
     fn headers(&self) -> &HeaderMap {
