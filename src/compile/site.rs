@@ -303,7 +303,6 @@ fn compile_route(
         targets,
         connect_timeout: Duration::from_millis(t.connect_ms.unwrap_or(3000)),
         read_timeout: Duration::from_millis(t.read_ms.unwrap_or(30_000)),
-        write_timeout: t.send_ms.map(Duration::from_millis),
         idle_timeout: Duration::from_secs(pool.idle_timeout_secs.unwrap_or(60)),
         keepalive: max_idle > 0,
     };

@@ -192,8 +192,9 @@ pub struct Timeouts {
     pub connect_ms: Option<u64>,
     /// Each read from the upstream (default 30000).
     pub read_ms: Option<u64>,
-    /// Each write to the upstream.
-    pub send_ms: Option<u64>,
+    /// Not supported yet: Pingora buffers request-body writes, so a per-write deadline does not
+    /// bound a stalled upstream.
+    pub send_ms: Later,
     pub first_byte_ms: Later,
     pub per_try_ms: Later,
 }

@@ -310,17 +310,14 @@ impl Validator {
         }
         if let Some(t) = &o.timeout {
             let tp = join(p, "timeout");
-            for (field, value) in [
-                ("connectMs", t.connect_ms),
-                ("readMs", t.read_ms),
-                ("sendMs", t.send_ms),
-            ] {
+            for (field, value) in [("connectMs", t.connect_ms), ("readMs", t.read_ms)] {
                 if let Some(v) = value {
                     if v == 0 || v > 3_600_000 {
                         self.err(&join(&tp, field), "must be between 1 and 3600000 ms");
                     }
                 }
             }
+            self.later(&tp, "sendMs", &t.send_ms);
             self.later(&tp, "firstByteMs", &t.first_byte_ms);
             self.later(&tp, "perTryMs", &t.per_try_ms);
         }

@@ -287,6 +287,9 @@ impl ProxyHttp for Gateway {
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         forwarded::apply(upstream, ctx.peer_ip, ctx.client_ip, ctx.trusted_peer, tls);
         upstream.insert_header(request_id::HEADER, ctx.request_id.header_value())?;
+        if ctx.route().is_some_and(|r| !r.pool.keepalive()) && !hop::is_upgrade(&upstream.headers) {
+            upstream.insert_header(http::header::CONNECTION, "close")?;
+        }
         Ok(())
     }
 

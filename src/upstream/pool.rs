@@ -18,7 +18,6 @@ pub struct PoolSpec {
     pub targets: Vec<(SocketAddr, String, u32)>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
-    pub write_timeout: Option<Duration>,
     pub idle_timeout: Duration,
     /// Upstream keep-alive on (`pool.maxIdle` > 0).
     pub keepalive: bool,
@@ -43,6 +42,7 @@ pub struct Upstream {
 pub struct Pool {
     upstreams: Vec<Upstream>,
     lb: LoadBalancer<RoundRobin>,
+    keepalive: bool,
 }
 
 impl std::fmt::Debug for Pool {
@@ -78,7 +78,6 @@ impl Pool {
             let mut peer = HttpPeer::new(*addr, false, String::new());
             peer.options.connection_timeout = Some(spec.connect_timeout);
             peer.options.read_timeout = Some(spec.read_timeout);
-            peer.options.write_timeout = spec.write_timeout;
             peer.options.idle_timeout = Some(if spec.keepalive {
                 spec.idle_timeout
             } else {
@@ -96,7 +95,11 @@ impl Pool {
         futures::FutureExt::now_or_never(lb.update())
             .ok_or_else(|| PoolError::Balancer("static discovery blocked".into()))?
             .map_err(|e| PoolError::Balancer(e.to_string()))?;
-        Ok(Pool { upstreams, lb })
+        Ok(Pool {
+            upstreams,
+            lb,
+            keepalive: spec.keepalive,
+        })
     }
 
     /// Picks the upstream for one request. Runs in `upstream_peer`.
@@ -106,6 +109,12 @@ impl Pool {
             return None;
         };
         self.upstreams.iter().find(|u| u.addr == addr)
+    }
+
+    /// Whether upstream connections are kept alive (`pool.maxIdle` > 0). When not, requests
+    /// carry `Connection: close`, so each upstream connection serves one request.
+    pub fn keepalive(&self) -> bool {
+        self.keepalive
     }
 
     /// The pool's upstreams.
@@ -126,7 +135,6 @@ mod tests {
                 .collect(),
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
-            write_timeout: None,
             idle_timeout: Duration::from_secs(60),
             keepalive: true,
         }
