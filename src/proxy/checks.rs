@@ -50,7 +50,10 @@ pub fn header_limits(req: &RequestHeader, limits: &SiteLimits) -> Result<(), Ref
     if req.headers.len() > limits.max_request_headers {
         return refuse(431, "too many request headers");
     }
-    let mut size = req.method.as_str().len() + req.uri.to_string().len() + 12;
+    // Request line: method, target, version and separators (no allocation).
+    let target = req.uri.path_and_query().map_or(1, |pq| pq.as_str().len())
+        + req.uri.authority().map_or(0, |a| a.as_str().len());
+    let mut size = req.method.as_str().len() + target + 12;
     for (name, value) in req.headers.iter() {
         size += name.as_str().len() + value.len() + 4;
         if size > limits.max_header_bytes {

@@ -92,12 +92,11 @@ impl Gateway {
             .and_then(|p| p.find(&host))
             .cloned()
             .ok_or(refusal(404, "no site for this host"))?;
-        if site.access_log.is_some() {
-            ctx.host = Some(host.into_owned());
-        }
         ctx.trusted_peer = forwarded::is_trusted(ctx.peer_ip, &site.trusted_proxies);
         ctx.client_ip = forwarded::client_ip(req, ctx.peer_ip, &site.trusted_proxies);
+        // What only the access log needs is copied only when there is one.
         if site.access_log.is_some() {
+            ctx.host = Some(host.into_owned());
             ctx.target = req
                 .uri
                 .path_and_query()
