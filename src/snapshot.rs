@@ -89,11 +89,34 @@ pub struct Site {
 impl Site {
     /// The route for a request: the first matching rule, else the longest matching prefix.
     pub fn route(&self, req: &RequestView<'_>) -> Option<&Route> {
-        self.rules
-            .iter()
-            .chain(self.prefixes.iter())
-            .find(|r| r.matches(req))
+        self.find_route(req).and_then(|r| self.route_at(r))
     }
+
+    /// Where the route for a request sits (kept in the request context instead of a reference).
+    pub fn find_route(&self, req: &RequestView<'_>) -> Option<RouteRef> {
+        if let Some(i) = self.rules.iter().position(|r| r.matches(req)) {
+            return Some(RouteRef::Rule(i));
+        }
+        self.prefixes
+            .iter()
+            .position(|r| r.matches(req))
+            .map(RouteRef::Prefix)
+    }
+
+    /// The route at a position found by [`Site::find_route`].
+    pub fn route_at(&self, at: RouteRef) -> Option<&Route> {
+        match at {
+            RouteRef::Rule(i) => self.rules.get(i),
+            RouteRef::Prefix(i) => self.prefixes.get(i),
+        }
+    }
+}
+
+/// Which list of a site a route came from, and where in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteRef {
+    Rule(usize),
+    Prefix(usize),
 }
 
 /// Per-site request limits.

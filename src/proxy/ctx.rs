@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::snapshot::{Site, Snapshot};
+use crate::snapshot::{RouteRef, Site, Snapshot};
 
 /// Counts one unit while alive (in-flight requests of a site or of the process).
 #[derive(Debug)]
@@ -66,20 +66,9 @@ pub struct RequestCtx {
     pub site_inflight: Option<InflightGuard>,
 }
 
-/// Which list a route came from.
-#[derive(Debug, Clone, Copy)]
-pub enum RouteRef {
-    Rule(usize),
-    Prefix(usize),
-}
-
 impl RequestCtx {
     /// The chosen route, if routing has run.
     pub fn route(&self) -> Option<&crate::compile::route::Route> {
-        let site = self.site.as_ref()?;
-        match self.route? {
-            RouteRef::Rule(i) => site.rules.get(i),
-            RouteRef::Prefix(i) => site.prefixes.get(i),
-        }
+        self.site.as_ref()?.route_at(self.route?)
     }
 }

@@ -28,7 +28,7 @@ use crate::compile::route::RequestView;
 use crate::observe::access_log::LogEntry;
 use crate::snapshot::SnapshotHandle;
 use checks::Refusal;
-use ctx::{InflightGuard, RequestCtx, RouteRef};
+use ctx::{InflightGuard, RequestCtx};
 use request_id::RequestId;
 
 /// Conduit's proxy logic; one instance serves every listener.
@@ -140,18 +140,11 @@ impl Gateway {
             query: req.uri.query(),
             headers: &req.headers,
         };
-        let route = if let Some(i) = site.rules.iter().position(|r| r.matches(&view)) {
-            RouteRef::Rule(i)
-        } else if let Some(i) = site.prefixes.iter().position(|r| r.matches(&view)) {
-            RouteRef::Prefix(i)
-        } else {
+        let Some(route) = site.find_route(&view) else {
             return Err(refusal(404, "no route for this path"));
         };
         ctx.route = Some(route);
-        let chosen = match route {
-            RouteRef::Rule(i) => site.rules.get(i),
-            RouteRef::Prefix(i) => site.prefixes.get(i),
-        };
+        let chosen = site.route_at(route);
         ctx.upstream_path = match chosen.and_then(|r| r.upstream_path(&path)) {
             Some(p) => Some(p),
             None if path != raw_path => Some(path.into_owned()),
