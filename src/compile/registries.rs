@@ -31,6 +31,8 @@ impl Registries {
 
     pub(crate) fn sink(&self, target: &str) -> std::io::Result<Arc<LogSink>> {
         let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        // A sink no snapshot holds any more is dropped: its writer flushes and ends.
+        sinks.retain(|_, s| Arc::strong_count(s) > 1);
         if let Some(s) = sinks.get(target) {
             return Ok(s.clone());
         }
@@ -55,5 +57,25 @@ impl Registries {
         for s in sinks {
             s.flush(timeout);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sinks_are_shared_while_held_and_dropped_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.log").display().to_string();
+        let b = dir.path().join("b.log").display().to_string();
+        let reg = Registries::default();
+        let first = reg.sink(&a).unwrap();
+        assert!(Arc::ptr_eq(&first, &reg.sink(&a).unwrap()));
+        drop(first);
+        let _other = reg.sink(&b).unwrap();
+        let sinks = reg.sinks.lock().unwrap();
+        assert!(!sinks.contains_key(&a));
+        assert!(sinks.contains_key(&b));
     }
 }

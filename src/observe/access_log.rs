@@ -167,7 +167,6 @@ enum Message {
 pub struct LogSink {
     tx: SyncSender<Message>,
     dropped: AtomicU64,
-    pub target: String,
 }
 
 impl std::fmt::Debug for Message {
@@ -179,7 +178,7 @@ impl std::fmt::Debug for Message {
 impl LogSink {
     /// A sink writing to standard output.
     pub fn stdout() -> std::io::Result<LogSink> {
-        Self::spawn("-".into(), Box::new(std::io::stdout()))
+        Self::spawn(Box::new(std::io::stdout()))
     }
 
     /// A sink appending to `path` (created when missing).
@@ -188,10 +187,10 @@ impl LogSink {
             .create(true)
             .append(true)
             .open(path)?;
-        Self::spawn(path.to_string(), Box::new(file))
+        Self::spawn(Box::new(file))
     }
 
-    fn spawn(target: String, out: Box<dyn std::io::Write + Send>) -> std::io::Result<LogSink> {
+    fn spawn(out: Box<dyn std::io::Write + Send>) -> std::io::Result<LogSink> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("conduit-access-log".into())
@@ -199,7 +198,6 @@ impl LogSink {
         Ok(LogSink {
             tx,
             dropped: AtomicU64::new(0),
-            target,
         })
     }
 
