@@ -16,6 +16,8 @@ pub struct Route {
     pub strip_prefix: bool,
     pub rewrites: Vec<(Regex, String)>,
     pub pool: Arc<Pool>,
+    /// WebSocket upgrades are proxied (`websocket: true`); otherwise refused with 403.
+    pub websocket: bool,
 }
 
 /// How a route matches a request.

@@ -327,5 +327,6 @@ fn compile_route(
         strip_prefix: opts.strip_prefix.unwrap_or(false),
         rewrites,
         pool,
+        websocket: opts.websocket.unwrap_or(false),
     })
 }

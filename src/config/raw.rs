@@ -97,7 +97,8 @@ pub struct Site {
     pub upload: Later,
     pub metrics: Later,
     pub fallback: Later,
-    pub outlier_detection: Later,
+    /// Passive ejection of failing targets, for every route of the site.
+    pub outlier_detection: Option<OutlierDetection>,
     pub mask_errors: Later,
     pub fault_injection: Later,
     pub request_transform: Later,
@@ -140,23 +141,171 @@ pub struct RouteOptions {
     /// Upstream keep-alive.
     pub pool: Option<PoolOptions>,
 
-    pub hash_key: Later,
+    /// What hash strategies hash: `ip`, `url`, `header:<Name>` or `cookie:<Name>` (default `ip`).
+    pub hash_key: Option<String>,
+    /// Allow WebSocket (HTTP/1.1 Upgrade) requests on this route (default false).
+    pub websocket: Option<bool>,
+    /// Retrying failed attempts on another target.
+    pub retry: Option<Retry>,
+    /// Active health checks of the targets.
+    pub health_check: Option<ActiveHealth>,
+    /// Targets used only when every primary target is down.
+    pub backup: Option<Vec<Target>>,
+    /// Named groups of targets, each with its own strategy (instead of `targets`).
+    pub groups: Option<Vec<Group>>,
+    /// How a group is chosen: `failover` (default: the first group with a live target) or
+    /// `round-robin`.
+    pub group_strategy: Option<String>,
+    /// Pin a client to one target with an HMAC-signed cookie.
+    pub sticky: Option<Sticky>,
+    /// Copy every request (with its body) to this URL; its responses are discarded.
+    pub mirror: Option<String>,
+    /// Importance of this route under load (0–100, default 50); see `limits.priorityThreshold`.
+    pub priority: Option<u8>,
+    /// Send a share of traffic (or a cohort) to canary targets, rolled back automatically.
+    pub canary: Option<Canary>,
+    /// Race a second attempt for slow GET/HEAD requests.
+    pub hedge: Option<Hedge>,
+    /// Error-rate circuit breaker per target.
+    pub circuit_breaker: Option<CircuitBreaker>,
+
     pub http2: Later,
-    pub websocket: Later,
-    pub retry: Later,
-    pub health_check: Later,
-    pub backup: Later,
-    pub groups: Later,
-    pub group_strategy: Later,
-    pub sticky: Later,
-    pub mirror: Later,
     pub upstream_tls: Later,
-    pub priority: Later,
     pub rate_limit: Later,
     pub cache: Later,
-    pub canary: Later,
-    pub hedge: Later,
-    pub circuit_breaker: Later,
+}
+
+/// `retry`: how failed attempts are retried.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Retry {
+    /// Total attempts including the first (default 2 when `retry` is set).
+    pub attempts: Option<u32>,
+    /// When to retry: `connection_error`, `5xx`, `timeout` (default all three).
+    pub conditions: Option<Vec<String>>,
+    /// Base delay before a retry, doubled for each further retry (default 0).
+    pub backoff_ms: Option<u64>,
+    /// Randomise each delay between half and all of it (default true).
+    pub backoff_jitter: Option<bool>,
+    /// Retries may be at most this share of the route's recent requests (default 20).
+    pub budget_percent: Option<u32>,
+}
+
+/// Active health checks (per route) and the per-target connection cap.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ActiveHealth {
+    /// Path requested from each target (default `/`).
+    pub path: Option<String>,
+    /// Seconds between checks (default 10).
+    pub interval_secs: Option<u64>,
+    /// Deadline of one check (default 2000).
+    pub timeout_ms: Option<u64>,
+    /// Failed checks in a row that mark a target down (default 3).
+    pub unhealthy_threshold: Option<u32>,
+    /// Passed checks in a row that bring it back (default 1).
+    pub healthy_threshold: Option<u32>,
+    /// Statuses that pass: `200`, `200-399`, or a list such as `200,204` (default `200-399`).
+    pub expected_status: Option<String>,
+    /// A target back from down receives a linearly growing share over this many seconds.
+    pub slow_start_secs: Option<u64>,
+    /// Most requests in flight to one target; beyond it the target is skipped (503 when all are full).
+    pub max_connections_per_upstream: Option<usize>,
+}
+
+/// A named group of targets.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Group {
+    pub name: String,
+    pub targets: Vec<Target>,
+    /// Strategy inside the group (default: the route's).
+    pub strategy: Option<String>,
+}
+
+/// `sticky`: cookie-based affinity.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Sticky {
+    /// Cookie name (default `conduit_sticky`).
+    pub cookie: Option<String>,
+    /// HMAC key signing the cookie (at least 16 characters).
+    pub secret: String,
+    /// When the pinned target is down: `true` answers 503, `false` (default) picks another.
+    pub strict: Option<bool>,
+    /// Cookie lifetime in seconds (default: a session cookie).
+    pub max_age_secs: Option<u64>,
+}
+
+/// `canary`: a share of traffic to new targets.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Canary {
+    pub targets: Vec<Target>,
+    /// Percent of requests outside the cohort sent to the canary (0–100, default 0).
+    pub weight: Option<u32>,
+    /// Requests whose header or cookie has one of these values always go to the canary.
+    pub cohort: Option<Cohort>,
+    /// Roll back when the canary's error rate exceeds the stable targets' by this many
+    /// percentage points (default 10).
+    pub rollback_threshold_percent: Option<u32>,
+    /// Requests each side must have seen in the window before comparing (default 20).
+    pub min_requests: Option<u32>,
+}
+
+/// Who belongs to the canary cohort.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Cohort {
+    pub header: Option<String>,
+    pub cookie: Option<String>,
+    pub values: Vec<String>,
+}
+
+/// `hedge`: a second attempt for slow idempotent reads.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Hedge {
+    /// Wait this long for a response head before sending another attempt.
+    pub delay_ms: u64,
+    /// Extra attempts at most (default 1).
+    pub max_extra: Option<u32>,
+}
+
+/// `circuitBreaker`: per-target error-rate breaker.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CircuitBreaker {
+    /// Error share (5xx, connection errors, timeouts) that opens the breaker (default 50).
+    pub error_threshold_percent: Option<u32>,
+    /// Requests in the window before the rate counts (default 20).
+    pub min_requests: Option<u32>,
+    /// How long the breaker stays open before a single trial request (default 30).
+    pub open_secs: Option<u64>,
+}
+
+/// `outlierDetection`: passive ejection of failing targets.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OutlierDetection {
+    /// 5xx answers (or connection failures) in a row that eject a target (default 5).
+    pub consecutive5xx: Option<u32>,
+    /// First ejection time, doubled on each further ejection (default 30).
+    pub base_ejection_time_secs: Option<u64>,
+    /// Longest ejection (default 300).
+    pub max_ejection_time_secs: Option<u64>,
+    /// Most of a pool's targets ejected at once, in percent (default 10; at least one).
+    pub max_ejection_percent: Option<u32>,
+}
+
+/// `limits.queue`: bounded waiting when `maxInflightRequests` is reached.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Queue {
+    /// Requests that may wait at once (beyond it: 503 at once).
+    pub size: usize,
+    /// Longest wait for a slot before 503 (default 1000).
+    pub timeout_ms: Option<u64>,
 }
 
 /// One upstream target: `"http://host:port"` or `{url, weight}`.
@@ -196,7 +345,9 @@ pub struct Timeouts {
     /// bound a stalled upstream.
     pub send_ms: Later,
     pub first_byte_ms: Later,
-    pub per_try_ms: Later,
+    /// Read deadline of each attempt when retries are on (bounds waiting for the response head
+    /// and each body read); a try that exceeds it is a `timeout` and may be retried.
+    pub per_try_ms: Option<u64>,
 }
 
 /// Upstream keep-alive pool.
@@ -297,13 +448,19 @@ pub struct Limits {
     /// How long an idle keep-alive client connection is kept open (default 60).
     pub idle_timeout_secs: Option<u64>,
 
+    /// Request bodies up to this size are kept so a retry can replay them (default and
+    /// maximum 65536).
+    pub max_body_buffer_bytes: Option<usize>,
+    /// Most open connections from one client address (429 beyond).
+    pub max_connections_per_ip: Option<usize>,
+    /// Share of `maxInflightRequests` above which low-priority routes are shed (default 0.8).
+    pub priority_threshold: Option<f64>,
+    /// Bounded waiting for a slot instead of an instant 503.
+    pub queue: Option<Queue>,
+
     pub timeout_secs: Later,
-    pub max_body_buffer_bytes: Later,
-    pub max_connections_per_ip: Later,
     pub keepalive_request_limit: Later,
-    pub priority_threshold: Later,
     pub min_upload_rate_bytes_per_sec: Later,
-    pub queue: Later,
 }
 
 // ---- Deserialisers for the shape-dependent types. They forward to the map/seq access they are

@@ -11,10 +11,10 @@ use super::ConfigError;
 use crate::compile::{glob::Glob, host::HostPattern, regex_bounded, regex_limited};
 use crate::upstream::target::TargetUrl;
 
-/// Strategies that work today.
-pub const STRATEGIES: [&str; 2] = ["round-robin", "weighted-round-robin"];
-/// Strategies the config schema names that arrive with the traffic-management work.
-pub const LATER_STRATEGIES: [&str; 6] = [
+/// Load-balancing strategies.
+pub const STRATEGIES: [&str; 8] = [
+    "round-robin",
+    "weighted-round-robin",
     "random",
     "least-conn",
     "least-response-time",
@@ -22,6 +22,12 @@ pub const LATER_STRATEGIES: [&str; 6] = [
     "consistent-hash",
     "p2c",
 ];
+/// How a group is chosen among `groups`.
+pub const GROUP_STRATEGIES: [&str; 2] = ["failover", "round-robin"];
+/// Retry conditions.
+pub const RETRY_CONDITIONS: [&str; 3] = ["connection_error", "5xx", "timeout"];
+/// The largest request body a retry can replay (Pingora's retry buffer).
+pub const MAX_BODY_BUFFER: usize = 65_536;
 /// Access-log formats.
 pub const LOG_FORMATS: [&str; 5] = ["dev", "json", "combined", "common", "short"];
 
@@ -186,6 +192,26 @@ impl Validator {
         if let Some(l) = &s.limits {
             self.limits(&join(p, "limits"), l);
         }
+        if let Some(o) = &s.outlier_detection {
+            let op = join(p, "outlierDetection");
+            if o.consecutive5xx.is_some_and(|v| v == 0 || v > 1000) {
+                self.err(&join(&op, "consecutive5xx"), "must be between 1 and 1000");
+            }
+            if o.base_ejection_time_secs.is_some_and(|v| v == 0 || v > 86_400) {
+                self.err(&join(&op, "baseEjectionTimeSecs"), "must be between 1 and 86400");
+            }
+            if o.max_ejection_time_secs.is_some_and(|v| v == 0 || v > 86_400) {
+                self.err(&join(&op, "maxEjectionTimeSecs"), "must be between 1 and 86400");
+            }
+            if let (Some(b), Some(m)) = (o.base_ejection_time_secs, o.max_ejection_time_secs) {
+                if m < b {
+                    self.err(&join(&op, "maxEjectionTimeSecs"), "must not be below baseEjectionTimeSecs");
+                }
+            }
+            if o.max_ejection_percent.is_some_and(|v| v > 100) {
+                self.err(&join(&op, "maxEjectionPercent"), "must be between 0 and 100");
+            }
+        }
         if let Some(list) = &s.trusted_proxies {
             for (i, entry) in list.iter().enumerate() {
                 if crate::proxy::forwarded::parse_trusted(entry).is_none() {
@@ -220,7 +246,6 @@ impl Validator {
             ("upload", &s.upload),
             ("metrics", &s.metrics),
             ("fallback", &s.fallback),
-            ("outlierDetection", &s.outlier_detection),
             ("maskErrors", &s.mask_errors),
             ("faultInjection", &s.fault_injection),
             ("requestTransform", &s.request_transform),
@@ -251,50 +276,200 @@ impl Validator {
         }
     }
 
-    fn route_options(&mut self, p: &str, o: &raw::RouteOptions) {
-        match &o.targets {
-            None => self.err(
-                &join(p, "targets"),
-                "missing: list at least one upstream URL",
-            ),
-            Some(t) if t.is_empty() => {
-                self.err(&join(p, "targets"), "empty: list at least one upstream URL")
-            }
-            Some(targets) => {
-                for (i, t) in targets.iter().enumerate() {
-                    let tp = format!("{}[{i}]", join(p, "targets"));
-                    match t {
-                        raw::Target::Url(url) => self.target_url(&tp, url),
-                        raw::Target::Weighted(w) => {
-                            self.target_url(&join(&tp, "url"), &w.url);
-                            if let Some(weight) = w.weight {
-                                if weight == 0 || weight > 1000 {
-                                    self.err(&join(&tp, "weight"), "must be between 1 and 1000");
-                                }
-                            }
+    fn targets(&mut self, p: &str, targets: &[raw::Target]) {
+        if targets.is_empty() {
+            self.err(p, "empty: list at least one upstream URL");
+        }
+        for (i, t) in targets.iter().enumerate() {
+            let tp = format!("{p}[{i}]");
+            match t {
+                raw::Target::Url(url) => self.target_url(&tp, url),
+                raw::Target::Weighted(w) => {
+                    self.target_url(&join(&tp, "url"), &w.url);
+                    if let Some(weight) = w.weight {
+                        if weight == 0 || weight > 1000 {
+                            self.err(&join(&tp, "weight"), "must be between 1 and 1000");
                         }
                     }
                 }
             }
         }
+    }
+
+    fn strategy(&mut self, p: &str, strategy: &str) {
+        if !STRATEGIES.contains(&strategy) {
+            self.err(
+                p,
+                &format!(
+                    "unknown strategy `{strategy}`; expected one of {}",
+                    STRATEGIES.join(", ")
+                ),
+            );
+        }
+    }
+
+    fn route_options(&mut self, p: &str, o: &raw::RouteOptions) {
+        match (&o.targets, &o.groups) {
+            (None, None) => self.err(
+                &join(p, "targets"),
+                "missing: list at least one upstream URL (or use `groups`)",
+            ),
+            (Some(_), Some(_)) => self.err(
+                &join(p, "groups"),
+                "use either `targets` or `groups`, not both",
+            ),
+            (Some(t), None) => self.targets(&join(p, "targets"), t),
+            (None, Some(groups)) => {
+                let gp = join(p, "groups");
+                if groups.is_empty() {
+                    self.err(&gp, "empty: list at least one group");
+                }
+                let mut names = std::collections::HashSet::new();
+                for (i, g) in groups.iter().enumerate() {
+                    let ip = format!("{gp}[{i}]");
+                    if g.name.is_empty() || !names.insert(g.name.as_str()) {
+                        self.err(&join(&ip, "name"), "must be a non-empty name used once");
+                    }
+                    self.targets(&join(&ip, "targets"), &g.targets);
+                    if let Some(st) = &g.strategy {
+                        self.strategy(&join(&ip, "strategy"), st);
+                    }
+                }
+            }
+        }
+        if let Some(gs) = &o.group_strategy {
+            if o.groups.is_none() {
+                self.err(&join(p, "groupStrategy"), "only applies with `groups`");
+            } else if !GROUP_STRATEGIES.contains(&gs.as_str()) {
+                self.err(
+                    &join(p, "groupStrategy"),
+                    &format!(
+                        "unknown group strategy `{gs}`; expected one of {}",
+                        GROUP_STRATEGIES.join(", ")
+                    ),
+                );
+            }
+        }
         if let Some(strategy) = &o.strategy {
-            let sp = join(p, "strategy");
-            if LATER_STRATEGIES.contains(&strategy.as_str()) {
+            self.strategy(&join(p, "strategy"), strategy);
+        }
+        if let Some(key) = &o.hash_key {
+            let kp = join(p, "hashKey");
+            let ok = match key.split_once(':') {
+                None => matches!(key.as_str(), "ip" | "url"),
+                Some(("header", name)) => http::HeaderName::from_bytes(name.as_bytes()).is_ok(),
+                Some(("cookie", name)) => !name.is_empty() && !name.contains([';', '=', ' ']),
+                Some(_) => false,
+            };
+            if !ok {
+                self.err(&kp, "must be `ip`, `url`, `header:<Name>` or `cookie:<Name>`");
+            }
+            let hashing = matches!(
+                o.strategy.as_deref(),
+                Some("consistent-hash" | "ip-hash")
+            );
+            if !hashing {
                 self.err(
-                    &sp,
-                    &format!(
-                        "not supported yet: strategy `{strategy}`; use one of {}",
-                        STRATEGIES.join(", ")
-                    ),
+                    &kp,
+                    "only applies with strategy `consistent-hash` (or `ip-hash`, which hashes `ip`)",
                 );
-            } else if !STRATEGIES.contains(&strategy.as_str()) {
+            } else if o.strategy.as_deref() == Some("ip-hash") && key != "ip" {
+                self.err(&kp, "`ip-hash` always hashes the client address; use `consistent-hash` for other keys");
+            }
+        }
+        if let Some(b) = &o.backup {
+            self.targets(&join(p, "backup"), b);
+        }
+        if let Some(r) = &o.retry {
+            self.retry(&join(p, "retry"), r);
+        }
+        if let Some(h) = &o.health_check {
+            self.active_health(&join(p, "healthCheck"), h);
+        }
+        if let Some(st) = &o.sticky {
+            let sp = join(p, "sticky");
+            if st.secret.len() < 16 {
+                self.err(&join(&sp, "secret"), "must be at least 16 characters");
+            }
+            if let Some(c) = &st.cookie {
+                if c.is_empty() || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                    self.err(&join(&sp, "cookie"), "must be a cookie name (letters, digits, `-`, `_`, `.`)");
+                }
+            }
+            if matches!(o.strategy.as_deref(), Some("consistent-hash" | "ip-hash")) {
+                self.err(&sp, "a hash strategy already pins clients; use one or the other");
+            }
+        }
+        if let Some(m) = &o.mirror {
+            self.target_url(&join(p, "mirror"), m);
+        }
+        if let Some(pr) = o.priority {
+            if pr > 100 {
+                self.err(&join(p, "priority"), "must be between 0 and 100");
+            }
+        }
+        if let Some(c) = &o.canary {
+            let cp = join(p, "canary");
+            self.targets(&join(&cp, "targets"), &c.targets);
+            if c.weight.is_some_and(|w| w > 100) {
+                self.err(&join(&cp, "weight"), "must be a percentage between 0 and 100");
+            }
+            if c.rollback_threshold_percent.is_some_and(|w| w == 0 || w > 100) {
                 self.err(
-                    &sp,
-                    &format!(
-                        "unknown strategy `{strategy}`; expected one of {}",
-                        STRATEGIES.join(", ")
-                    ),
+                    &join(&cp, "rollbackThresholdPercent"),
+                    "must be between 1 and 100",
                 );
+            }
+            if c.min_requests == Some(0) {
+                self.err(&join(&cp, "minRequests"), "must be greater than 0");
+            }
+            match &c.cohort {
+                Some(co) => {
+                    let hp = join(&cp, "cohort");
+                    if co.header.is_some() == co.cookie.is_some() {
+                        self.err(&hp, "name exactly one of `header` or `cookie`");
+                    }
+                    if let Some(h) = &co.header {
+                        if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                            self.err(&join(&hp, "header"), "not a valid header name");
+                        }
+                    }
+                    if co.values.is_empty() {
+                        self.err(&join(&hp, "values"), "list at least one value");
+                    }
+                }
+                None if c.weight.unwrap_or(0) == 0 => self.err(
+                    &cp,
+                    "the canary receives nothing: set `weight` or `cohort`",
+                ),
+                None => {}
+            }
+            if o.groups.is_some() {
+                self.err(&cp, "cannot be combined with `groups`");
+            }
+        }
+        if let Some(h) = &o.hedge {
+            let hp = join(p, "hedge");
+            if h.delay_ms == 0 || h.delay_ms > 60_000 {
+                self.err(&join(&hp, "delayMs"), "must be between 1 and 60000");
+            }
+            if h.max_extra.is_some_and(|m| m == 0 || m > 4) {
+                self.err(&join(&hp, "maxExtra"), "must be between 1 and 4");
+            }
+            if o.mirror.is_some() {
+                self.err(&hp, "cannot be combined with `mirror` on one route");
+            }
+        }
+        if let Some(b) = &o.circuit_breaker {
+            let bp = join(p, "circuitBreaker");
+            if b.error_threshold_percent.is_some_and(|v| v == 0 || v > 100) {
+                self.err(&join(&bp, "errorThresholdPercent"), "must be between 1 and 100");
+            }
+            if b.min_requests == Some(0) {
+                self.err(&join(&bp, "minRequests"), "must be greater than 0");
+            }
+            if b.open_secs.is_some_and(|v| v == 0 || v > 3600) {
+                self.err(&join(&bp, "openSecs"), "must be between 1 and 3600");
             }
         }
         if let Some(rules) = &o.rewrite {
@@ -319,7 +494,14 @@ impl Validator {
             }
             self.later(&tp, "sendMs", &t.send_ms);
             self.later(&tp, "firstByteMs", &t.first_byte_ms);
-            self.later(&tp, "perTryMs", &t.per_try_ms);
+            if let Some(v) = t.per_try_ms {
+                if v == 0 || v > 3_600_000 {
+                    self.err(&join(&tp, "perTryMs"), "must be between 1 and 3600000 ms");
+                }
+                if o.retry.is_none() {
+                    self.err(&join(&tp, "perTryMs"), "only applies with `retry`; use `readMs` otherwise");
+                }
+            }
         }
         if let Some(pool) = &o.pool {
             if let Some(secs) = pool.idle_timeout_secs {
@@ -337,25 +519,68 @@ impl Validator {
             }
         }
         for (field, value) in [
-            ("hashKey", &o.hash_key),
             ("http2", &o.http2),
-            ("websocket", &o.websocket),
-            ("retry", &o.retry),
-            ("healthCheck", &o.health_check),
-            ("backup", &o.backup),
-            ("groups", &o.groups),
-            ("groupStrategy", &o.group_strategy),
-            ("sticky", &o.sticky),
-            ("mirror", &o.mirror),
             ("upstreamTls", &o.upstream_tls),
-            ("priority", &o.priority),
             ("rateLimit", &o.rate_limit),
             ("cache", &o.cache),
-            ("canary", &o.canary),
-            ("hedge", &o.hedge),
-            ("circuitBreaker", &o.circuit_breaker),
         ] {
             self.later(p, field, value);
+        }
+    }
+
+    fn retry(&mut self, p: &str, r: &raw::Retry) {
+        if r.attempts.is_some_and(|a| a == 0 || a > 10) {
+            self.err(&join(p, "attempts"), "must be between 1 and 10 (attempts include the first)");
+        }
+        for (i, c) in r.conditions.iter().flatten().enumerate() {
+            if !RETRY_CONDITIONS.contains(&c.as_str()) {
+                self.err(
+                    &format!("{}[{i}]", join(p, "conditions")),
+                    &format!(
+                        "unknown condition `{c}`; expected one of {}",
+                        RETRY_CONDITIONS.join(", ")
+                    ),
+                );
+            }
+        }
+        if r.backoff_ms.is_some_and(|b| b > 60_000) {
+            self.err(&join(p, "backoffMs"), "must be at most 60000");
+        }
+        if r.budget_percent.is_some_and(|b| b == 0 || b > 100) {
+            self.err(&join(p, "budgetPercent"), "must be between 1 and 100");
+        }
+    }
+
+    fn active_health(&mut self, p: &str, h: &raw::ActiveHealth) {
+        if let Some(path) = &h.path {
+            if !path.starts_with('/') {
+                self.err(&join(p, "path"), "must start with `/`");
+            }
+        }
+        if h.interval_secs.is_some_and(|v| v == 0 || v > 3600) {
+            self.err(&join(p, "intervalSecs"), "must be between 1 and 3600");
+        }
+        if h.timeout_ms.is_some_and(|v| v == 0 || v > 60_000) {
+            self.err(&join(p, "timeoutMs"), "must be between 1 and 60000");
+        }
+        for (field, v) in [
+            ("unhealthyThreshold", h.unhealthy_threshold),
+            ("healthyThreshold", h.healthy_threshold),
+        ] {
+            if v.is_some_and(|v| v == 0 || v > 100) {
+                self.err(&join(p, field), "must be between 1 and 100");
+            }
+        }
+        if let Some(e) = &h.expected_status {
+            if let Err(why) = crate::upstream::health::StatusSet::parse(e) {
+                self.err(&join(p, "expectedStatus"), &why);
+            }
+        }
+        if h.slow_start_secs.is_some_and(|v| v > 3600) {
+            self.err(&join(p, "slowStartSecs"), "must be at most 3600");
+        }
+        if h.max_connections_per_upstream == Some(0) {
+            self.err(&join(p, "maxConnectionsPerUpstream"), "must be greater than 0");
         }
     }
 
@@ -481,14 +706,41 @@ impl Validator {
                 self.err(&join(p, "maxHeaderBytes"), "must be at most 1048576");
             }
         }
+        if let Some(n) = l.max_body_buffer_bytes {
+            if n > MAX_BODY_BUFFER {
+                self.err(
+                    &join(p, "maxBodyBufferBytes"),
+                    "must be at most 65536 (the largest body a retry can replay)",
+                );
+            }
+        }
+        if l.max_connections_per_ip == Some(0) {
+            self.err(&join(p, "maxConnectionsPerIp"), "must be greater than 0");
+        }
+        if let Some(t) = l.priority_threshold {
+            if !(t > 0.0 && t <= 1.0) {
+                self.err(&join(p, "priorityThreshold"), "must be a fraction above 0 and at most 1");
+            }
+            if l.max_inflight_requests.is_none() {
+                self.err(&join(p, "priorityThreshold"), "only applies with `maxInflightRequests`");
+            }
+        }
+        if let Some(q) = &l.queue {
+            let qp = join(p, "queue");
+            if q.size == 0 || q.size > 1_000_000 {
+                self.err(&join(&qp, "size"), "must be between 1 and 1000000");
+            }
+            if q.timeout_ms.is_some_and(|t| t == 0 || t > 600_000) {
+                self.err(&join(&qp, "timeoutMs"), "must be between 1 and 600000");
+            }
+            if l.max_inflight_requests.is_none() {
+                self.err(&qp, "only applies with `maxInflightRequests`");
+            }
+        }
         for (field, value) in [
             ("timeoutSecs", &l.timeout_secs),
-            ("maxBodyBufferBytes", &l.max_body_buffer_bytes),
-            ("maxConnectionsPerIp", &l.max_connections_per_ip),
             ("keepaliveRequestLimit", &l.keepalive_request_limit),
-            ("priorityThreshold", &l.priority_threshold),
             ("minUploadRateBytesPerSec", &l.min_upload_rate_bytes_per_sec),
-            ("queue", &l.queue),
         ] {
             self.later(p, field, value);
         }

@@ -145,6 +145,12 @@ impl Gateway {
         };
         ctx.route = Some(route);
         let chosen = site.route_at(route);
+        if hop::is_upgrade(&req.headers) && !chosen.is_some_and(|r| r.websocket) {
+            return Err(refusal(
+                403,
+                "WebSocket upgrades are not enabled on this route (set `websocket: true`)",
+            ));
+        }
         ctx.upstream_path = match chosen.and_then(|r| r.upstream_path(&path)) {
             Some(p) => Some(p),
             None if path != raw_path => Some(path.into_owned()),
