@@ -128,12 +128,24 @@ pub struct SiteLimits {
     pub max_inflight: Option<usize>,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Largest body a retry may replay.
+    pub max_body_buffer: u64,
+    /// Most open connections per client address (429).
+    pub max_conns_per_ip: Option<usize>,
+    /// Share of `max_inflight` above which low-priority routes are shed.
+    pub priority_threshold: f64,
+    /// Waiting room when `max_inflight` is reached: (size, longest wait).
+    pub queue: Option<(usize, Duration)>,
 }
 
 /// Mutable per-site state kept across reloads.
 #[derive(Debug, Default)]
 pub struct SiteState {
     pub inflight: AtomicUsize,
+    /// Requests waiting in `limits.queue`.
+    pub queued: AtomicUsize,
+    /// Woken when an in-flight request of the site ends.
+    pub released: tokio::sync::Notify,
 }
 
 /// Holds the live snapshot; `load` on every request, `store` on reload.

@@ -18,6 +18,12 @@ pub struct Route {
     pub pool: Arc<Pool>,
     /// WebSocket upgrades are proxied (`websocket: true`); otherwise refused with 403.
     pub websocket: bool,
+    /// Importance under load (0–100); see `limits.priorityThreshold`.
+    pub priority: u8,
+    /// Where a copy of every request goes (`mirror`).
+    pub mirror: Option<Box<pingora::upstreams::peer::HttpPeer>>,
+    /// `hedge`: delay before another attempt, and extra attempts at most.
+    pub hedge: Option<(std::time::Duration, u32)>,
 }
 
 /// How a route matches a request.

@@ -15,11 +15,19 @@ use super::{
     DEFAULT_MAX_REQUEST_HEADERS,
 };
 use crate::config::load::join;
+use crate::config::validate::MAX_BODY_BUFFER;
 use crate::config::raw::{self, Upstream};
 use crate::config::ConfigError;
 use crate::observe::access_log::{AccessLog, LogFormat};
 use crate::snapshot::{Site, SiteLimits};
 use crate::upstream::target::TargetUrl;
+use crate::upstream::endpoint::{BreakerPolicy, OutlierPolicy};
+use crate::upstream::health::StatusSet;
+use crate::upstream::pool::{
+    CanarySpec, CohortKey, GroupStrategy, HealthSpec, RetrySpec, TargetSpec, TierSpec,
+};
+use crate::upstream::sticky::StickySpec;
+use crate::upstream::strategy::HashKey;
 use crate::upstream::PoolSpec;
 
 pub(crate) fn compile_site(
@@ -32,6 +40,12 @@ pub(crate) fn compile_site(
 ) -> Result<Site, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut rules = Vec::new();
+    let outlier = s.outlier_detection.as_ref().map(|o| OutlierPolicy {
+        consecutive_failures: o.consecutive5xx.unwrap_or(5),
+        base_ejection: Duration::from_secs(o.base_ejection_time_secs.unwrap_or(30)),
+        max_ejection: Duration::from_secs(o.max_ejection_time_secs.unwrap_or(300)),
+        max_ejection_percent: o.max_ejection_percent.unwrap_or(10),
+    });
     let mut prefixes = Vec::new();
     if let Some(list) = &s.routes {
         for (i, r) in list.iter().enumerate() {
@@ -55,6 +69,7 @@ pub(crate) fn compile_site(
                 &join(&rp, "proxy"),
                 reg,
                 idle_total,
+                &outlier,
             ) {
                 Ok(route) => rules.push(route),
                 Err(e) => errors.push(e),
@@ -71,6 +86,7 @@ pub(crate) fn compile_site(
                 &join(p, "proxy"),
                 reg,
                 idle_total,
+                &outlier,
             ) {
                 Ok(route) => prefixes.push(route),
                 Err(e) => errors.push(e),
@@ -87,6 +103,7 @@ pub(crate) fn compile_site(
                     &path,
                     reg,
                     idle_total,
+                    &outlier,
                 ) {
                     Ok(route) => prefixes.push(route),
                     Err(e) => errors.push(e),
@@ -167,6 +184,13 @@ pub(crate) fn compile_site(
         idle_timeout: l
             .idle_timeout_secs
             .map_or(DEFAULT_IDLE_TIMEOUT, Duration::from_secs),
+        max_body_buffer: l.max_body_buffer_bytes.unwrap_or(MAX_BODY_BUFFER) as u64,
+        max_conns_per_ip: l.max_connections_per_ip,
+        priority_threshold: l.priority_threshold.unwrap_or(0.8),
+        queue: l
+            .queue
+            .as_ref()
+            .map(|q| (q.size, Duration::from_millis(q.timeout_ms.unwrap_or(1000)))),
     };
     let trusted_proxies = s
         .trusted_proxies
@@ -253,6 +277,24 @@ fn compile_rule(m: Option<&raw::Match>) -> Result<RuleMatch, (String, String)> {
     })
 }
 
+/// The targets of a list as specs, resolving each address; errors name the field.
+fn target_specs(list: &[raw::Target], path: &str) -> Result<Vec<TargetSpec>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let (url, weight, tpath) = match t {
+                raw::Target::Url(u) => (u, 1, format!("{path}[{i}]")),
+                raw::Target::Weighted(w) => (&w.url, w.weight.unwrap_or(1), format!("{path}[{i}].url")),
+            };
+            let addr = TargetUrl::parse(url)
+                .and_then(|t| t.resolve())
+                .map_err(|e| ConfigError::new(tpath, e))?;
+            Ok((addr, url.clone(), weight))
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn compile_route(
     id: &str,
     matcher: Matcher,
@@ -260,51 +302,146 @@ fn compile_route(
     path: &str,
     reg: &Registries,
     idle_total: &mut usize,
+    outlier: &Option<OutlierPolicy>,
 ) -> Result<Route, ConfigError> {
     let default_opts = raw::RouteOptions::default();
-    let (urls, opts): (Vec<(String, u32, String)>, &raw::RouteOptions) = match upstream {
-        Upstream::Url(u) => (vec![(u.clone(), 1, path.to_string())], &default_opts),
+    let (list, opts): (Vec<raw::Target>, &raw::RouteOptions) = match upstream {
+        Upstream::Url(u) => (vec![raw::Target::Url(u.clone())], &default_opts),
         Upstream::List(list) => (
-            list.iter()
-                .enumerate()
-                .map(|(i, u)| (u.clone(), 1, format!("{path}[{i}]")))
-                .collect(),
+            list.iter().cloned().map(raw::Target::Url).collect(),
             &default_opts,
         ),
-        Upstream::Options(o) => (
-            o.targets
-                .iter()
-                .flatten()
-                .enumerate()
-                .map(|(i, t)| match t {
-                    raw::Target::Url(u) => (u.clone(), 1, format!("{path}.targets[{i}]")),
-                    raw::Target::Weighted(w) => (
-                        w.url.clone(),
-                        w.weight.unwrap_or(1),
-                        format!("{path}.targets[{i}].url"),
-                    ),
-                })
-                .collect(),
-            o.as_ref(),
-        ),
+        Upstream::Options(o) => (o.targets.clone().unwrap_or_default(), o.as_ref()),
     };
-    let mut targets = Vec::with_capacity(urls.len());
-    for (url, weight, tpath) in urls {
-        let addr = TargetUrl::parse(&url)
-            .and_then(|t| t.resolve())
-            .map_err(|e| ConfigError::new(tpath, e))?;
-        targets.push((addr, url, weight));
-    }
+    // A bare URL reports its errors at the field itself, not at `[0]`.
+    let single = matches!(upstream, Upstream::Url(_));
+    let strategy = opts.strategy.clone().unwrap_or_else(|| "round-robin".into());
+    let tiers = match &opts.groups {
+        Some(groups) => groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                Ok(TierSpec {
+                    name: g.name.clone(),
+                    strategy: g.strategy.clone().unwrap_or_else(|| strategy.clone()),
+                    targets: target_specs(&g.targets, &format!("{path}.groups[{i}].targets"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?,
+        None => {
+            let tpath = match upstream {
+                Upstream::Options(_) => format!("{path}.targets"),
+                _ => path.to_string(),
+            };
+            let mut targets = target_specs(&list, &tpath);
+            if single {
+                targets = targets.map_err(|e| ConfigError::new(path, e.message));
+            }
+            vec![TierSpec {
+                name: String::new(),
+                strategy: strategy.clone(),
+                targets: targets?,
+            }]
+        }
+    };
+    let backup = opts
+        .backup
+        .as_ref()
+        .map(|b| {
+            Ok::<_, ConfigError>(TierSpec {
+                name: "backup".into(),
+                strategy: strategy.clone(),
+                targets: target_specs(b, &format!("{path}.backup"))?,
+            })
+        })
+        .transpose()?;
+    let canary = opts
+        .canary
+        .as_ref()
+        .map(|c| {
+            Ok::<_, ConfigError>(CanarySpec {
+                targets: target_specs(&c.targets, &format!("{path}.canary.targets"))?,
+                weight: c.weight.unwrap_or(0),
+                cohort: c.cohort.as_ref().and_then(|co| {
+                    let key = match (&co.header, &co.cookie) {
+                        (Some(h), _) => {
+                            CohortKey::Header(http::HeaderName::from_bytes(h.as_bytes()).ok()?)
+                        }
+                        (None, Some(c)) => CohortKey::Cookie(c.clone()),
+                        (None, None) => return None,
+                    };
+                    Some((key, co.values.clone()))
+                }),
+                rollback_threshold_percent: c.rollback_threshold_percent.unwrap_or(10),
+                min_requests: c.min_requests.unwrap_or(20),
+            })
+        })
+        .transpose()?;
     let t = opts.timeout.clone().unwrap_or_default();
     let pool = opts.pool.clone().unwrap_or_default();
     let max_idle = pool.max_idle.unwrap_or(DEFAULT_MAX_IDLE);
-    *idle_total += max_idle * targets.len();
+    let target_count: usize = tiers.iter().map(|t| t.targets.len()).sum::<usize>()
+        + backup.as_ref().map_or(0, |b| b.targets.len())
+        + canary.as_ref().map_or(0, |c| c.targets.len());
+    *idle_total += max_idle * target_count;
+    let health = opts.health_check.as_ref();
+    let read_timeout = Duration::from_millis(t.per_try_ms.or(t.read_ms).unwrap_or(30_000));
     let spec = PoolSpec {
-        targets,
+        tiers,
+        group_strategy: match opts.group_strategy.as_deref() {
+            Some("round-robin") => GroupStrategy::RoundRobin,
+            _ => GroupStrategy::Failover,
+        },
+        backup,
+        canary,
+        hash_key: opts.hash_key.as_deref().and_then(HashKey::parse),
         connect_timeout: Duration::from_millis(t.connect_ms.unwrap_or(3000)),
-        read_timeout: Duration::from_millis(t.read_ms.unwrap_or(30_000)),
+        read_timeout,
         idle_timeout: Duration::from_secs(pool.idle_timeout_secs.unwrap_or(60)),
         keepalive: max_idle > 0,
+        health: health.map(|h| HealthSpec {
+            path: h.path.clone().unwrap_or_else(|| "/".into()),
+            interval: Duration::from_secs(h.interval_secs.unwrap_or(10)),
+            timeout: Duration::from_millis(h.timeout_ms.unwrap_or(2000)),
+            healthy_threshold: h.healthy_threshold.unwrap_or(1),
+            unhealthy_threshold: h.unhealthy_threshold.unwrap_or(3),
+            statuses: h
+                .expected_status
+                .as_deref()
+                .and_then(|s| StatusSet::parse(s).ok())
+                .unwrap_or_default(),
+        }),
+        slow_start: health
+            .and_then(|h| h.slow_start_secs)
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs),
+        max_conns: health.and_then(|h| h.max_connections_per_upstream),
+        outlier: outlier.clone(),
+        breaker: opts.circuit_breaker.as_ref().map(|b| BreakerPolicy {
+            error_threshold_percent: b.error_threshold_percent.unwrap_or(50),
+            min_requests: b.min_requests.unwrap_or(20),
+            open: Duration::from_secs(b.open_secs.unwrap_or(30)),
+        }),
+        retry: opts.retry.as_ref().map(|r| {
+            let conds = r.conditions.clone().unwrap_or_else(|| {
+                vec!["connection_error".into(), "5xx".into(), "timeout".into()]
+            });
+            RetrySpec {
+                attempts: r.attempts.unwrap_or(2),
+                on_connect_error: conds.iter().any(|c| c == "connection_error"),
+                on_5xx: conds.iter().any(|c| c == "5xx"),
+                on_timeout: conds.iter().any(|c| c == "timeout"),
+                backoff: Duration::from_millis(r.backoff_ms.unwrap_or(0)),
+                jitter: r.backoff_jitter.unwrap_or(true),
+                budget_percent: r.budget_percent.unwrap_or(20),
+            }
+        }),
+        sticky: opts.sticky.as_ref().map(|s| StickySpec {
+            cookie: s.cookie.clone().unwrap_or_else(|| "conduit_sticky".into()),
+            secret: s.secret.clone(),
+            strict: s.strict.unwrap_or(false),
+            max_age: s.max_age_secs,
+        }),
     };
     let pool = reg
         .pools
@@ -328,5 +465,22 @@ fn compile_route(
         rewrites,
         pool,
         websocket: opts.websocket.unwrap_or(false),
+        priority: opts.priority.unwrap_or(crate::proxy::admission::DEFAULT_PRIORITY),
+        mirror: match &opts.mirror {
+            Some(url) => {
+                let addr = TargetUrl::parse(url)
+                    .and_then(|t| t.resolve())
+                    .map_err(|e| ConfigError::new(format!("{path}.mirror"), e))?;
+                let mut peer = pingora::upstreams::peer::HttpPeer::new(addr, false, String::new());
+                peer.options.connection_timeout = Some(spec.connect_timeout);
+                peer.options.read_timeout = Some(spec.read_timeout);
+                Some(Box::new(peer))
+            }
+            None => None,
+        },
+        hedge: opts
+            .hedge
+            .as_ref()
+            .map(|h| (Duration::from_millis(h.delay_ms), h.max_extra.unwrap_or(1))),
     })
 }

@@ -759,10 +759,10 @@ mod tests {
 
     #[test]
     fn later_fields_are_rejected_by_path() {
-        let errs = check("proxy:\n  /api:\n    targets: [http://a:1]\n    retry: {attempts: 2}\ntls: {cert: a}\n");
+        let errs = check("proxy:\n  /api:\n    targets: [http://a:1]\n    cache: {ttl: 2}\ntls: {cert: a}\n");
         assert!(
             errs.iter()
-                .any(|e| e.starts_with("proxy./api.retry: not supported yet")),
+                .any(|e| e.starts_with("proxy./api.cache: not supported yet")),
             "{errs:?}"
         );
         assert!(
@@ -774,7 +774,7 @@ mod tests {
     #[test]
     fn semantic_errors_all_at_once() {
         let errs = check(
-            "host: 'bad host!'\nproxy:\n  api: ftp://x\n  /b:\n    targets: []\n    strategy: least-conn\nlogging: fancy\n",
+            "host: 'bad host!'\nproxy:\n  api: ftp://x\n  /b:\n    targets: []\n    strategy: fastest\nlogging: fancy\n",
         );
         assert!(errs.iter().any(|e| e.starts_with("host: ")), "{errs:?}");
         assert!(
@@ -789,7 +789,7 @@ mod tests {
         );
         assert!(
             errs.iter()
-                .any(|e| e.starts_with("proxy./b.strategy: not supported yet")),
+                .any(|e| e.starts_with("proxy./b.strategy: unknown strategy `fastest`")),
             "{errs:?}"
         );
         assert!(

@@ -121,6 +121,10 @@ mod tests {
             max_inflight: None,
             header_timeout: std::time::Duration::from_secs(1),
             idle_timeout: std::time::Duration::from_secs(1),
+            max_body_buffer: 65_536,
+            max_conns_per_ip: None,
+            priority_threshold: 0.8,
+            queue: None,
         };
         assert_eq!(
             header_limits(&req(&[("a", "1"), ("b", "2"), ("c", "3")]), &limits)

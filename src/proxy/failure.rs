@@ -45,6 +45,7 @@ pub async fn respond(
     message: &str,
     request_id: &str,
     close: bool,
+    extra: &[(&'static str, &str)],
 ) {
     let body = Bytes::from(format!(
         "{{\"error\":{},\"status\":{status},\"request_id\":{}}}\n",
@@ -57,6 +58,9 @@ pub async fn respond(
     let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
     let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
     let _ = resp.insert_header(request_id::HEADER, request_id);
+    for (name, value) in extra {
+        let _ = resp.insert_header(*name, *value);
+    }
     if close {
         let _ = resp.insert_header(http::header::CONNECTION, "close");
         session.set_keepalive(None);

@@ -4,6 +4,7 @@
 //! `upstream_peer` picks the target; the header filters rewrite what crosses; `fail_to_proxy` is
 //! the one place an error becomes a response; `logging` writes the access log.
 
+pub mod admission;
 pub mod checks;
 pub mod ctx;
 pub mod failure;
@@ -11,6 +12,7 @@ pub mod forwarded;
 pub mod hop;
 pub mod normalize;
 pub mod request_id;
+pub mod retry;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -27,6 +29,8 @@ use crate::compile::host::normalize_host;
 use crate::compile::route::RequestView;
 use crate::observe::access_log::LogEntry;
 use crate::snapshot::SnapshotHandle;
+use crate::upstream;
+use crate::upstream::pool::{NoTarget, SelectRequest};
 use checks::Refusal;
 use ctx::{InflightGuard, RequestCtx};
 use request_id::RequestId;
@@ -126,14 +130,6 @@ impl Gateway {
             return Ok(Decision::Health);
         }
 
-        if let Some(max) = site.limits.max_inflight {
-            let (guard, n) = InflightGuard::enter(site.state.clone());
-            if n > max {
-                return Err(refusal(503, "too many requests in flight"));
-            }
-            ctx.site_inflight = Some(guard);
-        }
-
         let view = RequestView {
             method: req.method.as_str(),
             path: &path,
@@ -184,6 +180,13 @@ impl ProxyHttp for Gateway {
             target: String::new(),
             _process: guard,
             site_inflight: None,
+            attempts: 0,
+            tried: ctx::Tried::default(),
+            attempt: None,
+            attempt_body: 0,
+            retry_5xx: false,
+            circuit_open: false,
+            set_cookie: None,
         }
     }
 
@@ -194,7 +197,23 @@ impl ProxyHttp for Gateway {
             .get(&request_id::NAME)
             .and_then(RequestId::from_client)
             .unwrap_or_else(RequestId::generate);
-        match self.decide(session, ctx) {
+        let decided = match self.decide(session, ctx) {
+            Ok(Decision::Proxy) => match (&ctx.site, ctx.route()) {
+                (Some(site), Some(route)) => {
+                    let site = site.clone();
+                    let priority = route.priority;
+                    admission::admit(&site.state, &site.limits, priority)
+                        .await
+                        .map(|guard| {
+                            ctx.site_inflight = guard;
+                            Decision::Proxy
+                        })
+                }
+                _ => Ok(Decision::Proxy),
+            },
+            other => other,
+        };
+        match decided {
             Ok(Decision::Proxy) => Ok(false),
             Ok(Decision::Health) => {
                 let head = session.req_header().method == http::Method::HEAD;
@@ -217,7 +236,8 @@ impl ProxyHttp for Gateway {
                     r.status,
                     r.reason,
                     ctx.request_id.as_str(),
-                    matches!(r.status, 400 | 413 | 431),
+                    matches!(r.status, 400 | 413 | 429 | 431),
+                    &[],
                 )
                 .await;
                 Ok(true)
@@ -233,10 +253,14 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(b) = body {
-            ctx.body_bytes += b.len() as u64;
-            let max = ctx.site.as_ref().and_then(|s| s.limits.max_body_bytes);
-            if max.is_some_and(|m| ctx.body_bytes > m) {
-                return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
+            // A retry replays the buffered start of the body: count only bytes not seen before.
+            ctx.attempt_body += b.len() as u64;
+            if ctx.attempt_body > ctx.body_bytes {
+                ctx.body_bytes = ctx.attempt_body;
+                let max = ctx.site.as_ref().and_then(|s| s.limits.max_body_bytes);
+                if max.is_some_and(|m| ctx.body_bytes > m) {
+                    return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
+                }
             }
         }
         Ok(())
@@ -244,21 +268,116 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let Some(route) = ctx.route() else {
+        let (Some(site), Some(index)) = (ctx.site.clone(), ctx.route) else {
             return Error::e_explain(ErrorType::HTTPStatus(404), "no route");
         };
-        let Some(upstream) = route.pool.select(b"") else {
-            return Error::e_explain(ErrorType::HTTPStatus(503), "no upstream available");
+        let Some(route) = site.route_at(index) else {
+            return Error::e_explain(ErrorType::HTTPStatus(404), "no route");
         };
-        let peer = Box::new(upstream.peer.clone());
-        ctx.upstream = Some(upstream.addr);
-        if ctx.site.as_ref().is_some_and(|s| s.access_log.is_some()) {
+        let pool = &route.pool;
+        if ctx.attempts > 0 {
+            if let Some(delay) = pool.retry().and_then(|r| retry::backoff(r, ctx.attempts)) {
+                tokio::time::sleep(delay).await;
+            }
+        }
+        // The previous attempt (if any) is over.
+        ctx.attempt = None;
+        let req = session.req_header();
+        let select = SelectRequest {
+            client_ip: ctx.client_ip,
+            target: req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            headers: &req.headers,
+            tried: ctx.tried.as_slice(),
+        };
+        let chosen = match pool.select(&select) {
+            Ok(c) => c,
+            Err(NoTarget::CircuitOpen) => {
+                ctx.circuit_open = true;
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(503),
+                    "circuit open: every upstream is failing or at its connection limit",
+                );
+            }
+            Err(NoTarget::StickyDown) => {
+                return Error::e_explain(ErrorType::HTTPStatus(503), "the pinned upstream is down")
+            }
+            Err(NoTarget::AllDown) => {
+                return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy upstream")
+            }
+        };
+        if let Some(sticky) = pool.sticky() {
+            let pinned = upstream::sticky::cookie(&req.headers, &sticky.cookie)
+                .and_then(|v| sticky.verify(v));
+            ctx.set_cookie = (pinned != Some(chosen.endpoint.id))
+                .then(|| sticky.set_cookie(chosen.endpoint.id));
+        }
+        let endpoint = chosen.endpoint;
+        ctx.tried.push(endpoint.id);
+        ctx.attempts += 1;
+        ctx.attempt_body = 0;
+        ctx.attempt = Some(ctx::Attempt {
+            guard: endpoint.state.begin(),
+            place: chosen.place,
+            start: Instant::now(),
+            recorded: false,
+        });
+        ctx.upstream = Some(endpoint.addr);
+        if site.access_log.is_some() {
             ctx.upstream_start = Some(Instant::now());
         }
-        Ok(peer)
+        Ok(Box::new(endpoint.peer.clone()))
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        retry::record_failure(ctx);
+        if retry::may_retry(session, ctx, retry::Condition::ConnectError) {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if std::mem::take(&mut ctx.retry_5xx) {
+            // Decided in upstream_response_filter.
+            e.set_retry(true);
+            return e;
+        }
+        retry::record_failure(ctx);
+        let condition = match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => retry::Condition::Timeout,
+            _ => retry::Condition::ConnectError,
+        };
+        if session.response_written().is_some() {
+            e.set_retry(false);
+        } else if ctx.route().is_some_and(|r| r.pool.retry().is_some()) {
+            let again = retry::may_retry(session, ctx, condition);
+            e.set_retry(again);
+        } else if !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            // A stale pooled connection may be retried once on a fresh one.
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -293,11 +412,22 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_ms = ctx.upstream_start.map(|t| t.elapsed().as_millis() as u64);
+        let status = upstream_response.status.as_u16();
+        retry::record_response(ctx, status);
+        if status >= 500 && retry::may_retry(session, ctx, retry::Condition::Status5xx) {
+            ctx.retry_5xx = true;
+            let mut e = Error::explain(
+                ErrorType::HTTPStatus(status),
+                "upstream answered 5xx; retrying on another target",
+            );
+            e.set_retry(true);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -312,6 +442,9 @@ impl ProxyHttp for Gateway {
         }
         // Never fail here: an error would drop the pooled upstream connection.
         let _ = resp.insert_header(request_id::HEADER, ctx.request_id.header_value());
+        if let Some(cookie) = ctx.set_cookie.take() {
+            let _ = resp.append_header(http::header::SET_COOKIE, cookie);
+        }
         Ok(())
     }
 
@@ -331,7 +464,12 @@ impl ProxyHttp for Gateway {
                 504 => "upstream timed out",
                 _ => failure::reason(code),
             };
-            failure::respond(session, code, message, ctx.request_id.as_str(), true).await;
+            let extra: &[(&'static str, &str)] = if ctx.circuit_open {
+                &[("x-conduit-circuit-open", "true")]
+            } else {
+                &[]
+            };
+            failure::respond(session, code, message, ctx.request_id.as_str(), true, extra).await;
         }
         FailToProxy {
             error_code: code,
