@@ -50,6 +50,8 @@ pub struct PortSites {
     pub header_timeout: Duration,
     /// Idle keep-alive timeout of client connections on this port (smallest of its sites).
     pub idle_timeout: Duration,
+    /// Some site on this port limits connections per client address: count them.
+    pub track_connections: bool,
 }
 
 impl PortSites {

@@ -246,6 +246,33 @@ fn inflight_limit_is_503() {
 }
 
 #[test]
+fn connections_per_ip_beyond_the_limit_get_429() {
+    let up = Upstream::start("one");
+    let c = conduit(&up, "    limits: {maxConnectionsPerIp: 2}\n");
+    let open = |expect: u16| {
+        let mut s = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        let mut buf = [0u8; 2048];
+        let n = s.read(&mut buf).unwrap();
+        assert_eq!(raw_status(&String::from_utf8_lossy(&buf[..n])), expect);
+        s
+    };
+    let a = open(200);
+    let b = open(200);
+    // The third open connection from this address is refused and closed.
+    let mut third = open(429);
+    let mut rest = Vec::new();
+    let _ = third.read_to_end(&mut rest);
+    assert_eq!(up.count(), 2);
+    // Closing one frees a slot.
+    drop(a);
+    std::thread::sleep(Duration::from_millis(200));
+    let _c = open(200);
+    drop(b);
+}
+
+#[test]
 fn idle_keepalive_connections_are_closed_after_the_idle_timeout() {
     let up = Upstream::start("one");
     let c = conduit(&up, "    limits: {idleTimeoutSecs: 1}\n");

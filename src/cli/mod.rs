@@ -1,9 +1,11 @@
-//! The command line: `conduit [run]`, `validate`, `fmt`, `init`, `schema`, `completions`, `man`.
+//! The command line: `conduit [run]`, `validate`, `fmt`, `init`, `probe`, `schema`,
+//! `completions`, `man`.
 //!
 //! Exit codes: 0 success, 1 a failed command (invalid config, start error), 2 a usage error.
 
 pub mod fmt;
 pub mod init;
+pub mod probe;
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +40,8 @@ pub enum Command {
     },
     /// Write a starter config (asks questions unless --yes).
     Init(init::InitArgs),
+    /// Check that every upstream target answers HTTP: exit 0 when all do, 1 otherwise.
+    Probe(probe::ProbeArgs),
     /// Print the JSON Schema of the config file.
     Schema,
     /// Print shell completions.
@@ -68,6 +72,7 @@ pub fn main() -> i32 {
         Command::Validate => validate(cli.config.as_deref(), &cwd),
         Command::Fmt { write } => fmt::fmt(cli.config.as_deref(), &cwd, write),
         Command::Init(args) => init::init(&args, &cwd),
+        Command::Probe(args) => probe::probe(cli.config.as_deref(), &cwd, &args),
         Command::Schema => {
             println!("{}", crate::schema::json_schema());
             0

@@ -83,6 +83,7 @@ pub fn compile(
         });
         entry.header_timeout = entry.header_timeout.min(site.limits.header_timeout);
         entry.idle_timeout = entry.idle_timeout.min(site.limits.idle_timeout);
+        entry.track_connections |= site.limits.max_conns_per_ip.is_some();
         let taken = match &pattern {
             HostPattern::Any => entry.any.is_some(),
             HostPattern::Exact(h) => entry.exact.contains_key(h),

@@ -15,12 +15,11 @@ use super::{
     DEFAULT_MAX_REQUEST_HEADERS,
 };
 use crate::config::load::join;
-use crate::config::validate::MAX_BODY_BUFFER;
 use crate::config::raw::{self, Upstream};
+use crate::config::validate::MAX_BODY_BUFFER;
 use crate::config::ConfigError;
 use crate::observe::access_log::{AccessLog, LogFormat};
 use crate::snapshot::{Site, SiteLimits};
-use crate::upstream::target::TargetUrl;
 use crate::upstream::endpoint::{BreakerPolicy, OutlierPolicy};
 use crate::upstream::health::StatusSet;
 use crate::upstream::pool::{
@@ -28,6 +27,7 @@ use crate::upstream::pool::{
 };
 use crate::upstream::sticky::StickySpec;
 use crate::upstream::strategy::HashKey;
+use crate::upstream::target::TargetUrl;
 use crate::upstream::PoolSpec;
 
 pub(crate) fn compile_site(
@@ -284,7 +284,9 @@ fn target_specs(list: &[raw::Target], path: &str) -> Result<Vec<TargetSpec>, Con
         .map(|(i, t)| {
             let (url, weight, tpath) = match t {
                 raw::Target::Url(u) => (u, 1, format!("{path}[{i}]")),
-                raw::Target::Weighted(w) => (&w.url, w.weight.unwrap_or(1), format!("{path}[{i}].url")),
+                raw::Target::Weighted(w) => {
+                    (&w.url, w.weight.unwrap_or(1), format!("{path}[{i}].url"))
+                }
             };
             let addr = TargetUrl::parse(url)
                 .and_then(|t| t.resolve())
@@ -315,7 +317,10 @@ fn compile_route(
     };
     // A bare URL reports its errors at the field itself, not at `[0]`.
     let single = matches!(upstream, Upstream::Url(_));
-    let strategy = opts.strategy.clone().unwrap_or_else(|| "round-robin".into());
+    let strategy = opts
+        .strategy
+        .clone()
+        .unwrap_or_else(|| "round-robin".into());
     let tiers = match &opts.groups {
         Some(groups) => groups
             .iter()
@@ -423,9 +428,10 @@ fn compile_route(
             open: Duration::from_secs(b.open_secs.unwrap_or(30)),
         }),
         retry: opts.retry.as_ref().map(|r| {
-            let conds = r.conditions.clone().unwrap_or_else(|| {
-                vec!["connection_error".into(), "5xx".into(), "timeout".into()]
-            });
+            let conds = r
+                .conditions
+                .clone()
+                .unwrap_or_else(|| vec!["connection_error".into(), "5xx".into(), "timeout".into()]);
             RetrySpec {
                 attempts: r.attempts.unwrap_or(2),
                 on_connect_error: conds.iter().any(|c| c == "connection_error"),
@@ -465,7 +471,9 @@ fn compile_route(
         rewrites,
         pool,
         websocket: opts.websocket.unwrap_or(false),
-        priority: opts.priority.unwrap_or(crate::proxy::admission::DEFAULT_PRIORITY),
+        priority: opts
+            .priority
+            .unwrap_or(crate::proxy::admission::DEFAULT_PRIORITY),
         mirror: match &opts.mirror {
             Some(url) => {
                 let addr = TargetUrl::parse(url)

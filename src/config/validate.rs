@@ -197,19 +197,35 @@ impl Validator {
             if o.consecutive5xx.is_some_and(|v| v == 0 || v > 1000) {
                 self.err(&join(&op, "consecutive5xx"), "must be between 1 and 1000");
             }
-            if o.base_ejection_time_secs.is_some_and(|v| v == 0 || v > 86_400) {
-                self.err(&join(&op, "baseEjectionTimeSecs"), "must be between 1 and 86400");
+            if o.base_ejection_time_secs
+                .is_some_and(|v| v == 0 || v > 86_400)
+            {
+                self.err(
+                    &join(&op, "baseEjectionTimeSecs"),
+                    "must be between 1 and 86400",
+                );
             }
-            if o.max_ejection_time_secs.is_some_and(|v| v == 0 || v > 86_400) {
-                self.err(&join(&op, "maxEjectionTimeSecs"), "must be between 1 and 86400");
+            if o.max_ejection_time_secs
+                .is_some_and(|v| v == 0 || v > 86_400)
+            {
+                self.err(
+                    &join(&op, "maxEjectionTimeSecs"),
+                    "must be between 1 and 86400",
+                );
             }
             if let (Some(b), Some(m)) = (o.base_ejection_time_secs, o.max_ejection_time_secs) {
                 if m < b {
-                    self.err(&join(&op, "maxEjectionTimeSecs"), "must not be below baseEjectionTimeSecs");
+                    self.err(
+                        &join(&op, "maxEjectionTimeSecs"),
+                        "must not be below baseEjectionTimeSecs",
+                    );
                 }
             }
             if o.max_ejection_percent.is_some_and(|v| v > 100) {
-                self.err(&join(&op, "maxEjectionPercent"), "must be between 0 and 100");
+                self.err(
+                    &join(&op, "maxEjectionPercent"),
+                    "must be between 0 and 100",
+                );
             }
         }
         if let Some(list) = &s.trusted_proxies {
@@ -362,12 +378,12 @@ impl Validator {
                 Some(_) => false,
             };
             if !ok {
-                self.err(&kp, "must be `ip`, `url`, `header:<Name>` or `cookie:<Name>`");
+                self.err(
+                    &kp,
+                    "must be `ip`, `url`, `header:<Name>` or `cookie:<Name>`",
+                );
             }
-            let hashing = matches!(
-                o.strategy.as_deref(),
-                Some("consistent-hash" | "ip-hash")
-            );
+            let hashing = matches!(o.strategy.as_deref(), Some("consistent-hash" | "ip-hash"));
             if !hashing {
                 self.err(
                     &kp,
@@ -392,12 +408,22 @@ impl Validator {
                 self.err(&join(&sp, "secret"), "must be at least 16 characters");
             }
             if let Some(c) = &st.cookie {
-                if c.is_empty() || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-                    self.err(&join(&sp, "cookie"), "must be a cookie name (letters, digits, `-`, `_`, `.`)");
+                if c.is_empty()
+                    || !c
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                {
+                    self.err(
+                        &join(&sp, "cookie"),
+                        "must be a cookie name (letters, digits, `-`, `_`, `.`)",
+                    );
                 }
             }
             if matches!(o.strategy.as_deref(), Some("consistent-hash" | "ip-hash")) {
-                self.err(&sp, "a hash strategy already pins clients; use one or the other");
+                self.err(
+                    &sp,
+                    "a hash strategy already pins clients; use one or the other",
+                );
             }
         }
         if let Some(m) = &o.mirror {
@@ -412,9 +438,14 @@ impl Validator {
             let cp = join(p, "canary");
             self.targets(&join(&cp, "targets"), &c.targets);
             if c.weight.is_some_and(|w| w > 100) {
-                self.err(&join(&cp, "weight"), "must be a percentage between 0 and 100");
+                self.err(
+                    &join(&cp, "weight"),
+                    "must be a percentage between 0 and 100",
+                );
             }
-            if c.rollback_threshold_percent.is_some_and(|w| w == 0 || w > 100) {
+            if c.rollback_threshold_percent
+                .is_some_and(|w| w == 0 || w > 100)
+            {
                 self.err(
                     &join(&cp, "rollbackThresholdPercent"),
                     "must be between 1 and 100",
@@ -438,10 +469,9 @@ impl Validator {
                         self.err(&join(&hp, "values"), "list at least one value");
                     }
                 }
-                None if c.weight.unwrap_or(0) == 0 => self.err(
-                    &cp,
-                    "the canary receives nothing: set `weight` or `cohort`",
-                ),
+                None if c.weight.unwrap_or(0) == 0 => {
+                    self.err(&cp, "the canary receives nothing: set `weight` or `cohort`")
+                }
                 None => {}
             }
             if o.groups.is_some() {
@@ -463,7 +493,10 @@ impl Validator {
         if let Some(b) = &o.circuit_breaker {
             let bp = join(p, "circuitBreaker");
             if b.error_threshold_percent.is_some_and(|v| v == 0 || v > 100) {
-                self.err(&join(&bp, "errorThresholdPercent"), "must be between 1 and 100");
+                self.err(
+                    &join(&bp, "errorThresholdPercent"),
+                    "must be between 1 and 100",
+                );
             }
             if b.min_requests == Some(0) {
                 self.err(&join(&bp, "minRequests"), "must be greater than 0");
@@ -499,7 +532,10 @@ impl Validator {
                     self.err(&join(&tp, "perTryMs"), "must be between 1 and 3600000 ms");
                 }
                 if o.retry.is_none() {
-                    self.err(&join(&tp, "perTryMs"), "only applies with `retry`; use `readMs` otherwise");
+                    self.err(
+                        &join(&tp, "perTryMs"),
+                        "only applies with `retry`; use `readMs` otherwise",
+                    );
                 }
             }
         }
@@ -530,7 +566,10 @@ impl Validator {
 
     fn retry(&mut self, p: &str, r: &raw::Retry) {
         if r.attempts.is_some_and(|a| a == 0 || a > 10) {
-            self.err(&join(p, "attempts"), "must be between 1 and 10 (attempts include the first)");
+            self.err(
+                &join(p, "attempts"),
+                "must be between 1 and 10 (attempts include the first)",
+            );
         }
         for (i, c) in r.conditions.iter().flatten().enumerate() {
             if !RETRY_CONDITIONS.contains(&c.as_str()) {
@@ -580,7 +619,10 @@ impl Validator {
             self.err(&join(p, "slowStartSecs"), "must be at most 3600");
         }
         if h.max_connections_per_upstream == Some(0) {
-            self.err(&join(p, "maxConnectionsPerUpstream"), "must be greater than 0");
+            self.err(
+                &join(p, "maxConnectionsPerUpstream"),
+                "must be greater than 0",
+            );
         }
     }
 
@@ -719,10 +761,16 @@ impl Validator {
         }
         if let Some(t) = l.priority_threshold {
             if !(t > 0.0 && t <= 1.0) {
-                self.err(&join(p, "priorityThreshold"), "must be a fraction above 0 and at most 1");
+                self.err(
+                    &join(p, "priorityThreshold"),
+                    "must be a fraction above 0 and at most 1",
+                );
             }
             if l.max_inflight_requests.is_none() {
-                self.err(&join(p, "priorityThreshold"), "only applies with `maxInflightRequests`");
+                self.err(
+                    &join(p, "priorityThreshold"),
+                    "only applies with `maxInflightRequests`",
+                );
             }
         }
         if let Some(q) = &l.queue {
@@ -759,7 +807,9 @@ mod tests {
 
     #[test]
     fn later_fields_are_rejected_by_path() {
-        let errs = check("proxy:\n  /api:\n    targets: [http://a:1]\n    cache: {ttl: 2}\ntls: {cert: a}\n");
+        let errs = check(
+            "proxy:\n  /api:\n    targets: [http://a:1]\n    cache: {ttl: 2}\ntls: {cert: a}\n",
+        );
         assert!(
             errs.iter()
                 .any(|e| e.starts_with("proxy./api.cache: not supported yet")),

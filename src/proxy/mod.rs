@@ -108,6 +108,11 @@ impl Gateway {
         }
         ctx.site = Some(site.clone());
 
+        if let (Some(max), Some(ip)) = (site.limits.max_conns_per_ip, ctx.peer_ip) {
+            if crate::server::connections::CONNECTIONS.count(ip) > max {
+                return Err(refusal(429, "too many connections from this address"));
+            }
+        }
         checks::framing(req)?;
         checks::header_limits(req, &site.limits)?;
         checks::declared_body(req, &site.limits)?;
@@ -311,8 +316,8 @@ impl ProxyHttp for Gateway {
         if let Some(sticky) = pool.sticky() {
             let pinned = upstream::sticky::cookie(&req.headers, &sticky.cookie)
                 .and_then(|v| sticky.verify(v));
-            ctx.set_cookie = (pinned != Some(chosen.endpoint.id))
-                .then(|| sticky.set_cookie(chosen.endpoint.id));
+            ctx.set_cookie =
+                (pinned != Some(chosen.endpoint.id)).then(|| sticky.set_cookie(chosen.endpoint.id));
         }
         let endpoint = chosen.endpoint;
         ctx.tried.push(endpoint.id);

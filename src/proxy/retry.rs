@@ -69,12 +69,9 @@ fn record(ctx: &mut RequestCtx, outcome: Outcome) {
     }
     attempt.recorded = true;
     let latency = attempt.start.elapsed();
-    let tripped = route.pool.record(
-        attempt.guard.state(),
-        attempt.place,
-        outcome,
-        Some(latency),
-    );
+    let tripped = route
+        .pool
+        .record(attempt.guard.state(), attempt.place, outcome, Some(latency));
     if tripped {
         tracing::warn!(
             route = &*route.id,
@@ -106,7 +103,8 @@ pub fn may_retry(session: &Session, ctx: &RequestCtx, condition: Condition) -> b
     let replayable = session.req_header().method.is_idempotent()
         || (!session.as_ref().retry_buffer_truncated()
             && ctx.body_bytes <= site.limits.max_body_buffer);
-    if !replayable && !(condition == Condition::ConnectError && ctx.body_bytes == 0) {
+    let unsent = condition == Condition::ConnectError && ctx.body_bytes == 0;
+    if !(replayable || unsent) {
         return false;
     }
     route.pool.try_retry()

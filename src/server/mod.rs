@@ -2,6 +2,7 @@
 //! graceful shutdown.
 
 pub mod app;
+pub mod connections;
 pub mod guard;
 pub mod reload;
 pub mod shutdown;

@@ -235,7 +235,8 @@ impl EndpointState {
                         let until = self.ejected_until.load(Ordering::Relaxed);
                         until != 0 && now >= until
                     };
-                    if (n >= p.consecutive_failures && self.ejected_until.load(Ordering::Relaxed) == 0)
+                    if (n >= p.consecutive_failures
+                        && self.ejected_until.load(Ordering::Relaxed) == 0)
                         || (was_trial && expired)
                     {
                         tripped |= self.eject(now, p, peers, was_trial && expired);
@@ -279,7 +280,13 @@ impl EndpointState {
     }
 
     /// Ejects the target unless too many of the pool are ejected already.
-    fn eject(&self, now: u64, p: &OutlierPolicy, peers: &[Arc<EndpointState>], again: bool) -> bool {
+    fn eject(
+        &self,
+        now: u64,
+        p: &OutlierPolicy,
+        peers: &[Arc<EndpointState>],
+        again: bool,
+    ) -> bool {
         if !again {
             let ejected = peers
                 .iter()
@@ -299,19 +306,27 @@ impl EndpointState {
         }
         let mut st = lock(&self.passive);
         // A target that stayed in service for the longest ejection time starts over.
-        if st.last_ejected_end != 0 && now.saturating_sub(st.last_ejected_end) > ms(p.max_ejection) {
+        if st.last_ejected_end != 0 && now.saturating_sub(st.last_ejected_end) > ms(p.max_ejection)
+        {
             st.ejections = 0;
         }
         let factor = 1u64 << st.ejections.min(20);
         let time = (ms(p.base_ejection).saturating_mul(factor)).min(ms(p.max_ejection));
         st.ejections = st.ejections.saturating_add(1);
-        self.ejected_until.store(now + time.max(1), Ordering::Release);
+        self.ejected_until
+            .store(now + time.max(1), Ordering::Release);
         self.consecutive_failures.store(0, Ordering::Relaxed);
         true
     }
 
     /// Applies one active check result; returns the new health when it changed.
-    pub fn record_check(&self, passed: bool, healthy_after: u32, unhealthy_after: u32, now: u64) -> Option<bool> {
+    pub fn record_check(
+        &self,
+        passed: bool,
+        healthy_after: u32,
+        unhealthy_after: u32,
+        now: u64,
+    ) -> Option<bool> {
         if passed {
             self.health_failures.store(0, Ordering::Relaxed);
             let n = self.health_passes.fetch_add(1, Ordering::AcqRel) + 1;

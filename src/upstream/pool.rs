@@ -376,8 +376,9 @@ impl Pool {
                 .headers
                 .get(name)
                 .map_or_else(ip, |v| stable_hash(&[v.as_bytes()])),
-            HashKey::Cookie(name) => sticky::cookie(req.headers, name)
-                .map_or_else(ip, |v| stable_hash(&[v.as_bytes()])),
+            HashKey::Cookie(name) => {
+                sticky::cookie(req.headers, name).map_or_else(ip, |v| stable_hash(&[v.as_bytes()]))
+            }
         }
     }
 
@@ -487,10 +488,12 @@ impl Pool {
         // Nothing usable. When every target is down (rather than full), let one request a
         // second through to a primary target so recovery is noticed without a health check.
         let primaries = || self.tiers.iter().flat_map(|t| t.endpoints.iter());
-        let breaker = primaries().chain(self.backup.iter().flat_map(|t| t.endpoints.iter())).any(|e| {
-            e.state.breaker_open(now)
-                || self.spec.max_conns.is_some_and(|m| e.state.inflight() >= m)
-        });
+        let breaker = primaries()
+            .chain(self.backup.iter().flat_map(|t| t.endpoints.iter()))
+            .any(|e| {
+                e.state.breaker_open(now)
+                    || self.spec.max_conns.is_some_and(|m| e.state.inflight() >= m)
+            });
         if breaker {
             return Err(NoTarget::CircuitOpen);
         }
@@ -651,7 +654,11 @@ mod tests {
         s.backup = Some(TierSpec {
             name: "backup".into(),
             strategy: "round-robin".into(),
-            targets: vec![("127.0.0.1:3".parse().unwrap(), "http://127.0.0.1:3".into(), 1)],
+            targets: vec![(
+                "127.0.0.1:3".parse().unwrap(),
+                "http://127.0.0.1:3".into(),
+                1,
+            )],
         });
         s.outlier = Some(OutlierPolicy {
             consecutive_failures: 1,
@@ -686,7 +693,10 @@ mod tests {
         let target = pool.endpoints().nth(1).unwrap().id;
         let value = pool.sticky().unwrap().value(target);
         let mut h = http::HeaderMap::new();
-        h.insert(http::header::COOKIE, format!("pin={value}").parse().unwrap());
+        h.insert(
+            http::header::COOKIE,
+            format!("pin={value}").parse().unwrap(),
+        );
         for _ in 0..10 {
             assert_eq!(pool.select(&req(&h, &[])).unwrap().endpoint.id, target);
         }

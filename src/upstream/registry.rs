@@ -60,8 +60,16 @@ mod tests {
     #[test]
     fn target_state_survives_a_changed_pool() {
         let reg = PoolRegistry::default();
-        let a = ("127.0.0.1:1".parse().unwrap(), "http://127.0.0.1:1".to_string(), 1);
-        let b = ("127.0.0.1:2".parse().unwrap(), "http://127.0.0.1:2".to_string(), 1);
+        let a = (
+            "127.0.0.1:1".parse().unwrap(),
+            "http://127.0.0.1:1".to_string(),
+            1,
+        );
+        let b = (
+            "127.0.0.1:2".parse().unwrap(),
+            "http://127.0.0.1:2".to_string(),
+            1,
+        );
         let first = reg
             .get_or_build("r", &PoolSpec::simple(vec![a.clone()], "round-robin"))
             .unwrap();
@@ -81,7 +89,11 @@ mod tests {
                 tried: &[],
             })
             .unwrap();
-        assert_eq!(c.endpoint.addr.port(), 2, "least-conn sees the kept in-flight count");
+        assert_eq!(
+            c.endpoint.addr.port(),
+            2,
+            "least-conn sees the kept in-flight count"
+        );
         second.record(&c.endpoint.state, c.place, Outcome::Success, None);
         assert_eq!(reg.live().len(), 2);
     }

@@ -157,10 +157,10 @@ impl Strategy {
             }
             Strategy::Hash(_) => {
                 let mut best: Option<(usize, f64)> = None;
-                for i in 0..n {
+                for (i, e) in eps.iter().enumerate() {
                     let Some(w) = usable(i) else { continue };
                     // Weighted rendezvous: w / -ln(u), u uniform in (0, 1) from hash(key, id).
-                    let h = mix(input.hash ^ eps[i].id);
+                    let h = mix(input.hash ^ e.id);
                     let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
                     let score = w as f64 / -u.ln();
                     if best.is_none_or(|(_, s)| score > s) {
@@ -195,7 +195,8 @@ impl Strategy {
                         }
                         let (ia, ib) = (ia?, ib?);
                         let cost = |i: usize| {
-                            (eps[i].state.inflight() + 1) as f64 / usable(i).unwrap_or(1).max(1) as f64
+                            (eps[i].state.inflight() + 1) as f64
+                                / usable(i).unwrap_or(1).max(1) as f64
                         };
                         Some(if cost(ib) < cost(ia) { ib } else { ia })
                     }
@@ -210,8 +211,13 @@ fn schedule(weights: &[u32]) -> Vec<u16> {
     if weights.is_empty() {
         return Vec::new();
     }
-    let g = weights.iter().fold(0u64, |g, &w| gcd(g, u64::from(w.max(1))));
-    let mut w: Vec<u64> = weights.iter().map(|&x| u64::from(x.max(1)) / g.max(1)).collect();
+    let g = weights
+        .iter()
+        .fold(0u64, |g, &w| gcd(g, u64::from(w.max(1))));
+    let mut w: Vec<u64> = weights
+        .iter()
+        .map(|&x| u64::from(x.max(1)) / g.max(1))
+        .collect();
     let total: u64 = w.iter().sum();
     if total > MAX_SCHEDULE {
         for x in &mut w {
@@ -307,8 +313,10 @@ mod tests {
     #[test]
     fn least_time_prefers_fast() {
         let e = eps(&[1, 1]);
-        e[0].state.observe_latency(std::time::Duration::from_millis(50), 1);
-        e[1].state.observe_latency(std::time::Duration::from_millis(1), 1);
+        e[0].state
+            .observe_latency(std::time::Duration::from_millis(50), 1);
+        e[1].state
+            .observe_latency(std::time::Duration::from_millis(1), 1);
         let s = Strategy::new("least-response-time", &[1, 1], None);
         let input = PickInput { hash: 0, now: 2 };
         assert_eq!(s.pick(&e, input, &all(&e)), Some(1));
