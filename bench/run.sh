@@ -15,6 +15,10 @@
 #   PROXY_ENV="MALLOC_ARENA_MAX=1"  extra environment for conduit and floor (allocator knobs)
 #   FLOOR_WORK_STEALING=0           1 = Pingora's own default (tokio work stealing)
 #   SKIP_BUILD=1                    use the binaries already in target/release
+#   SCENARIO=single                 single: one upstream target;
+#                                   least-conn4: four upstream targets (one nginx listening on four
+#                                   ports), Conduit `strategy: least-conn` vs nginx `least_conn`
+#                                   (the floor has one target only, so it is left out)
 set -euo pipefail
 
 die() { echo "bench/run.sh: error: $*" >&2; exit 1; }
@@ -35,6 +39,12 @@ PROXIES=${PROXIES:-conduit nginx floor}
 PROXY_ENV=${PROXY_ENV:-}
 FLOOR_WORK_STEALING=${FLOOR_WORK_STEALING:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
+SCENARIO=${SCENARIO:-single}
+case $SCENARIO in
+    single) ;;
+    least-conn4) PROXIES=${PROXIES/floor/} ;;
+    *) die "unknown SCENARIO '$SCENARIO' (expected single or least-conn4)" ;;
+esac
 
 # --- prerequisites -----------------------------------------------------------------------------
 
@@ -71,6 +81,10 @@ free_port() { # a port in 20000-29999 that nothing listens on and that is not $1
 }
 [ -n "$PROXY_PORT" ] || PROXY_PORT=$(free_port)
 [ -n "$UPSTREAM_PORT" ] || UPSTREAM_PORT=$(free_port "$PROXY_PORT")
+if [ "$SCENARIO" = least-conn4 ] && [ "$PROXY_PORT" -gt "$UPSTREAM_PORT" ] &&
+    [ "$PROXY_PORT" -le $((UPSTREAM_PORT + 3)) ]; then
+    UPSTREAM_PORT=$((PROXY_PORT + 1))
+fi
 for p in "$PROXY_PORT" "$UPSTREAM_PORT"; do
     ! port_busy "$p" || die "port $p on 127.0.0.1 is in use (set PROXY_PORT / UPSTREAM_PORT)"
 done
@@ -200,8 +214,15 @@ EOF
 
 # --- upstream ----------------------------------------------------------------------------------
 
+UPSTREAM_LISTEN="        listen 127.0.0.1:$UPSTREAM_PORT;"
+if [ "$SCENARIO" = least-conn4 ]; then
+    for k in 1 2 3; do
+        UPSTREAM_LISTEN="$UPSTREAM_LISTEN
+        listen 127.0.0.1:$((UPSTREAM_PORT + k));"
+    done
+fi
 nginx_conf "$TMP/upstream" "    server {
-        listen 127.0.0.1:$UPSTREAM_PORT;
+$UPSTREAM_LISTEN
         location / { default_type text/plain; return 200 \"ok\"; }
     }"
 start_proc "$LOAD_CPU" "$TMP/upstream.log" "$NGINX" -e "$TMP/upstream/error.log" -p "$TMP/upstream" -c "$TMP/upstream/nginx.conf"
@@ -211,17 +232,39 @@ log "upstream nginx on 127.0.0.1:$UPSTREAM_PORT (CPU $LOAD_CPU, pid $UPSTREAM_PI
 
 # --- the proxies -------------------------------------------------------------------------------
 
-cat >"$TMP/conduit.yaml" <<EOF
+if [ "$SCENARIO" = least-conn4 ]; then
+    cat >"$TMP/conduit.yaml" <<EOF
+global: {workers: 1, bind: 127.0.0.1}
+sites:
+  - port: $PROXY_PORT
+    proxy:
+      /:
+        strategy: least-conn
+        targets:
+          - http://127.0.0.1:$UPSTREAM_PORT
+          - http://127.0.0.1:$((UPSTREAM_PORT + 1))
+          - http://127.0.0.1:$((UPSTREAM_PORT + 2))
+          - http://127.0.0.1:$((UPSTREAM_PORT + 3))
+EOF
+    NGINX_SERVERS="        least_conn;"
+    for k in 0 1 2 3; do
+        NGINX_SERVERS="$NGINX_SERVERS
+        server 127.0.0.1:$((UPSTREAM_PORT + k));"
+    done
+else
+    cat >"$TMP/conduit.yaml" <<EOF
 global: {workers: 1, bind: 127.0.0.1}
 sites:
   - port: $PROXY_PORT
     proxy: http://127.0.0.1:$UPSTREAM_PORT
 EOF
+    NGINX_SERVERS="        server 127.0.0.1:$UPSTREAM_PORT;"
+fi
 "$CONDUIT" validate -c "$TMP/conduit.yaml" >"$TMP/validate.log" 2>&1 ||
     die "conduit rejected the bench config: $(cat "$TMP/validate.log")"
 
 nginx_conf "$TMP/nginx-proxy" "    upstream up {
-        server 127.0.0.1:$UPSTREAM_PORT;
+$NGINX_SERVERS
         keepalive 64;
         keepalive_requests 100000000;
     }
