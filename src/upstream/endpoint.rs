@@ -355,6 +355,24 @@ impl EndpointState {
         until != 0 && now < until
     }
 
+    /// Whether the target is ejected or its breaker open at `now` (not counting a trial).
+    pub fn is_out(&self, now: u64) -> bool {
+        self.ejected(now) || self.breaker_open(now)
+    }
+
+    /// Puts an ejected or open target back in service after a request to it succeeded anyway
+    /// (the fail-open probe while every target was out).
+    pub fn restore(&self, now: u64) {
+        if self.ejected_until.swap(0, Ordering::AcqRel) != 0 {
+            lock(&self.passive).last_ejected_end = now;
+        }
+        if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+            *lock(&self.breaker) = Window::default();
+        }
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.up_since.store(now, Ordering::Relaxed);
+    }
+
     /// Whether the breaker is open at `now`.
     pub fn breaker_open(&self, now: u64) -> bool {
         let until = self.open_until.load(Ordering::Relaxed);

@@ -448,12 +448,14 @@ impl Pool {
                 if let Some((place, e)) = pinned {
                     let avail = e.state.availability(now);
                     let full = self.spec.max_conns.is_some_and(|m| e.state.inflight() >= m);
-                    let ok = match avail {
-                        Availability::Up => !full,
-                        Availability::Trial => !full && e.state.claim_trial(now),
-                        Availability::Down => false,
-                    };
-                    if ok && !req.tried.contains(&e.id) {
+                    let ok = !full
+                        && !req.tried.contains(&e.id)
+                        && match avail {
+                            Availability::Up => true,
+                            Availability::Trial => e.state.claim_trial(now),
+                            Availability::Down => false,
+                        };
+                    if ok {
                         return Ok(chosen(e, place));
                     }
                     if s.strict && req.tried.is_empty() {
@@ -552,6 +554,10 @@ impl Pool {
         latency: Option<Duration>,
     ) -> bool {
         let now = now_ms();
+        if outcome == Outcome::Success && state.is_out(now) {
+            // A fail-open probe got through: the target is back.
+            state.restore(now);
+        }
         if let Some(l) = latency {
             state.observe_latency(l, now);
         }
@@ -724,5 +730,8 @@ mod tests {
         let probe = pool.select(&req(&h, &[])).unwrap();
         assert!(probe.fail_open);
         assert_eq!(pool.select(&req(&h, &[])).unwrap_err(), NoTarget::AllDown);
+        // The probe succeeds: the target is back at once.
+        pool.record(&probe.endpoint.state, probe.place, Outcome::Success, None);
+        assert!(!pool.select(&req(&h, &[])).unwrap().fail_open);
     }
 }
