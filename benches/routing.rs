@@ -148,12 +148,19 @@ fn routing(c: &mut Criterion) {
 
     let route = site.route(&first_prefix).unwrap();
     let mut g = c.benchmark_group("upstream");
+    let headers = http::HeaderMap::new();
+    let select = conduit::upstream::pool::SelectRequest {
+        client_ip: None,
+        target: "/",
+        headers: &headers,
+        tried: &[],
+    };
     g.bench_function("pool_select", |b| {
-        b.iter(|| black_box(route.pool.select(black_box(b""))).is_some())
+        b.iter(|| black_box(route.pool.select(black_box(&select))).is_ok())
     });
     g.bench_function("peer_clone", |b| {
-        let up = route.pool.select(b"").unwrap();
-        b.iter(|| Box::new(black_box(&up.peer).clone()))
+        let up = route.pool.select(&select).unwrap();
+        b.iter(|| Box::new(black_box(&up.endpoint.peer).clone()))
     });
     g.finish();
 }

@@ -120,6 +120,10 @@ pub fn run(path: &Path) -> Result<(), StartError> {
         service.add_tcp(&addr.to_string());
     }
     server.add_service(service);
+    server.add_service(pingora::services::background::background_service(
+        "health checks",
+        crate::upstream::health::HealthChecker::new(registries.clone()),
+    ));
 
     let reloader = Arc::new(Reloader::new(
         handle.clone(),

@@ -1,5 +1,7 @@
-//! The retry budget of a route: retries may be at most a share of the route's recent successful
-//! requests, so that retries cannot multiply the load on upstreams that are already failing.
+//! The retry budget of a route: retries may be at most a share of the route's recent requests,
+//! so that retries add at most that share of load to upstreams that are already failing (the
+//! model of Linkerd's retry budget). Counting requests rather than successes keeps a route whose
+//! primary target is dead able to retry onto its healthy or backup targets.
 //!
 //! Counts live in two ten-second buckets (the current and the previous one); a few retries are
 //! always allowed per window so that a quiet route can still retry.
@@ -22,11 +24,11 @@ pub struct RetryBudget {
     previous: [AtomicU64; 2],
 }
 
-const SUCCESS: usize = 0;
+const REQUEST: usize = 0;
 const RETRY: usize = 1;
 
 impl RetryBudget {
-    /// A budget allowing retries of `percent` of successful requests.
+    /// A budget allowing retries of `percent` of requests.
     pub fn new(percent: u32) -> RetryBudget {
         RetryBudget {
             percent: u64::from(percent),
@@ -47,7 +49,7 @@ impl RetryBudget {
             .compare_exchange(seen, bucket, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            for k in [SUCCESS, RETRY] {
+            for k in [REQUEST, RETRY] {
                 let v = if bucket == seen + 1 {
                     self.current[k].swap(0, Ordering::AcqRel)
                 } else {
@@ -63,16 +65,16 @@ impl RetryBudget {
         self.current[k].load(Ordering::Relaxed) + self.previous[k].load(Ordering::Relaxed)
     }
 
-    /// Counts one successful request.
-    pub fn success(&self) {
+    /// Counts one request (its first attempt).
+    pub fn request(&self) {
         self.rotate(now_ms());
-        self.current[SUCCESS].fetch_add(1, Ordering::Relaxed);
+        self.current[REQUEST].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes one retry from the budget; false when the budget is spent.
     pub fn try_retry(&self) -> bool {
         self.rotate(now_ms());
-        let allowed = (self.total(SUCCESS) * self.percent / 100).max(MIN_RETRIES);
+        let allowed = (self.total(REQUEST) * self.percent / 100).max(MIN_RETRIES);
         if self.total(RETRY) >= allowed {
             return false;
         }
@@ -86,14 +88,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn budget_is_a_share_of_successes() {
+    fn budget_is_a_share_of_requests() {
         let b = RetryBudget::new(20);
         for _ in 0..3 {
             assert!(b.try_retry(), "the floor allows a few retries");
         }
         assert!(!b.try_retry());
         for _ in 0..50 {
-            b.success();
+            b.request();
         }
         // 20% of 50 = 10 retries in all (3 taken).
         let granted = (0..20).filter(|_| b.try_retry()).count();

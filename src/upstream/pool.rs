@@ -351,6 +351,13 @@ impl Pool {
         self.spec.retry.as_ref()
     }
 
+    /// Counts a request against which the retry budget is measured (its first attempt).
+    pub fn count_request(&self) {
+        if let Some(b) = &self.budget {
+            b.request();
+        }
+    }
+
     /// Takes one retry from the route's budget.
     pub fn try_retry(&self) -> bool {
         self.budget.as_ref().is_some_and(RetryBudget::try_retry)
@@ -391,7 +398,11 @@ impl Pool {
         ignore_tried: bool,
     ) -> Option<&'a Endpoint> {
         let hash = tier.strategy.hash_key().map_or(0, |k| self.hash(k, req));
-        let input = PickInput { hash, now };
+        let input = PickInput {
+            hash,
+            now,
+            retry: !req.tried.is_empty(),
+        };
         let mut refused = [usize::MAX; 4];
         for round in 0..refused.len() {
             let usable = |i: usize| -> Option<u64> {
@@ -560,11 +571,6 @@ impl Pool {
         }
         if let Some(l) = latency {
             state.observe_latency(l, now);
-        }
-        if outcome == Outcome::Success {
-            if let Some(b) = &self.budget {
-                b.success();
-            }
         }
         if let Some(c) = &self.canary {
             self.record_canary(c, place == Place::Canary, outcome, now);

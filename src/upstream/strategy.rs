@@ -60,6 +60,8 @@ pub struct PickInput {
     pub hash: u64,
     /// Current time in ms (latency decay).
     pub now: u64,
+    /// A retry: round robin does not advance its position, so retries do not skew the rotation.
+    pub retry: bool,
 }
 
 /// The longest round-robin schedule; larger weight sums are scaled down to fit.
@@ -105,7 +107,11 @@ impl Strategy {
                 if len == 0 {
                     return None;
                 }
-                let start = next.fetch_add(1, Ordering::Relaxed);
+                let start = if input.retry {
+                    next.load(Ordering::Relaxed)
+                } else {
+                    next.fetch_add(1, Ordering::Relaxed)
+                };
                 let mut fallback = None;
                 for step in 0..len {
                     let i = usize::from(schedule[(start + step) % len]);
@@ -318,7 +324,10 @@ mod tests {
         e[1].state
             .observe_latency(std::time::Duration::from_millis(1), 1);
         let s = Strategy::new("least-response-time", &[1, 1], None);
-        let input = PickInput { hash: 0, now: 2 };
+        let input = PickInput {
+            now: 2,
+            ..PickInput::default()
+        };
         assert_eq!(s.pick(&e, input, &all(&e)), Some(1));
     }
 
@@ -332,7 +341,7 @@ mod tests {
         for k in 0..10_000u64 {
             let input = PickInput {
                 hash: stable_hash(&[&k.to_le_bytes()]),
-                now: 0,
+                ..PickInput::default()
             };
             let a = s.pick(&four, input, &all(&four)).unwrap();
             let b = s.pick(&five, input, &all(&five)).unwrap();
