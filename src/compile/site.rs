@@ -277,6 +277,18 @@ fn compile_rule(m: Option<&raw::Match>) -> Result<RuleMatch, (String, String)> {
     })
 }
 
+/// Whether a route's `healthCheck` asks for active checks: any check field set, or none of the
+/// fields that also make sense alone (`maxConnectionsPerUpstream`, `slowStartSecs`).
+fn active_checks(h: &raw::ActiveHealth) -> bool {
+    h.path.is_some()
+        || h.interval_secs.is_some()
+        || h.timeout_ms.is_some()
+        || h.healthy_threshold.is_some()
+        || h.unhealthy_threshold.is_some()
+        || h.expected_status.is_some()
+        || (h.max_connections_per_upstream.is_none() && h.slow_start_secs.is_none())
+}
+
 /// The targets of a list as specs, resolving each address; errors name the field.
 fn target_specs(list: &[raw::Target], path: &str) -> Result<Vec<TargetSpec>, ConfigError> {
     list.iter()
@@ -404,7 +416,8 @@ fn compile_route(
         read_timeout,
         idle_timeout: Duration::from_secs(pool.idle_timeout_secs.unwrap_or(60)),
         keepalive: max_idle > 0,
-        health: health.map(|h| HealthSpec {
+        // `healthCheck` with only the connection cap or slow start sets no active checks.
+        health: health.filter(|h| active_checks(h)).map(|h| HealthSpec {
             path: h.path.clone().unwrap_or_else(|| "/".into()),
             interval: Duration::from_secs(h.interval_secs.unwrap_or(10)),
             timeout: Duration::from_millis(h.timeout_ms.unwrap_or(2000)),
@@ -491,4 +504,24 @@ fn compile_route(
             .as_ref()
             .map(|h| (Duration::from_millis(h.delay_ms), h.max_extra.unwrap_or(1))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(yaml: &str) -> raw::ActiveHealth {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn active_checks_only_when_asked_for() {
+        assert!(active_checks(&health("{}")));
+        assert!(active_checks(&health("{path: /ready}")));
+        assert!(active_checks(&health(
+            "{intervalSecs: 5, maxConnectionsPerUpstream: 3}"
+        )));
+        assert!(!active_checks(&health("{maxConnectionsPerUpstream: 3}")));
+        assert!(!active_checks(&health("{slowStartSecs: 30}")));
+    }
 }
