@@ -100,6 +100,8 @@ pub struct RequestCtx {
     pub circuit_open: bool,
     /// `Set-Cookie` value pinning the client to the chosen target.
     pub set_cookie: Option<String>,
+    /// The request side of this request's `mirror` copy.
+    pub mirror: super::mirror::MirrorFeed,
 }
 
 /// One attempt: the target, where it sits, and whether its outcome was recorded yet.

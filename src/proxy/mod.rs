@@ -9,7 +9,9 @@ pub mod checks;
 pub mod ctx;
 pub mod failure;
 pub mod forwarded;
+pub mod hedge;
 pub mod hop;
+pub mod mirror;
 pub mod normalize;
 pub mod request_id;
 pub mod retry;
@@ -56,6 +58,39 @@ enum Decision {
 
 fn refusal(status: u16, reason: &'static str) -> Refusal {
     Refusal { status, reason }
+}
+
+/// Turns the client's request head into the one sent upstream: URI rewrite, hop-by-hop headers
+/// removed, forwarding headers, request id, and `Connection: close` when the route keeps no
+/// upstream connections alive. Runs in `upstream_request_filter` and for hedged attempts; an
+/// error (a rewritten path that is no valid URI) is answered with 400.
+pub(crate) fn prepare_upstream_request(
+    session: &Session,
+    ctx: &RequestCtx,
+    upstream: &mut RequestHeader,
+) -> Result<()> {
+    if let Some(path) = &ctx.upstream_path {
+        let uri = match upstream.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
+        };
+        let uri = uri.parse::<http::Uri>().map_err(|e| {
+            Error::because(
+                ErrorType::HTTPStatus(400),
+                "rewritten path is not a valid URI",
+                e,
+            )
+        })?;
+        upstream.set_uri(uri);
+    }
+    hop::strip(upstream);
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    forwarded::apply(upstream, ctx.peer_ip, ctx.client_ip, ctx.trusted_peer, tls);
+    upstream.insert_header(request_id::HEADER, ctx.request_id.header_value())?;
+    if ctx.route().is_some_and(|r| !r.pool.keepalive()) && !hop::is_upgrade(&upstream.headers) {
+        upstream.insert_header(http::header::CONNECTION, "close")?;
+    }
+    Ok(())
 }
 
 impl Gateway {
@@ -192,6 +227,7 @@ impl ProxyHttp for Gateway {
             retry_5xx: false,
             circuit_open: false,
             set_cookie: None,
+            mirror: mirror::MirrorFeed::default(),
         }
     }
 
@@ -219,6 +255,7 @@ impl ProxyHttp for Gateway {
             other => other,
         };
         match decided {
+            Ok(Decision::Proxy) if hedge::applies(session, ctx) => hedge::proxy(session, ctx).await,
             Ok(Decision::Proxy) => Ok(false),
             Ok(Decision::Health) => {
                 let head = session.req_header().method == http::Method::HEAD;
@@ -254,7 +291,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(b) = body {
@@ -268,6 +305,8 @@ impl ProxyHttp for Gateway {
                 }
             }
         }
+        ctx.mirror
+            .feed(body.as_ref(), end_of_stream, ctx.attempt_body);
         Ok(())
     }
 
@@ -320,6 +359,9 @@ impl ProxyHttp for Gateway {
                 (pinned != Some(chosen.endpoint.id)).then(|| sticky.set_cookie(chosen.endpoint.id));
         }
         let endpoint = chosen.endpoint;
+        if ctx.attempts == 0 {
+            pool.count_request();
+        }
         ctx.tried.push(endpoint.id);
         ctx.attempts += 1;
         ctx.attempt_body = 0;
@@ -391,27 +433,8 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(path) = &ctx.upstream_path {
-            let uri = match upstream.uri.query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path.clone(),
-            };
-            let uri = uri.parse::<http::Uri>().map_err(|e| {
-                Error::because(
-                    ErrorType::HTTPStatus(400),
-                    "rewritten path is not a valid URI",
-                    e,
-                )
-            })?;
-            upstream.set_uri(uri);
-        }
-        hop::strip(upstream);
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        forwarded::apply(upstream, ctx.peer_ip, ctx.client_ip, ctx.trusted_peer, tls);
-        upstream.insert_header(request_id::HEADER, ctx.request_id.header_value())?;
-        if ctx.route().is_some_and(|r| !r.pool.keepalive()) && !hop::is_upgrade(&upstream.headers) {
-            upstream.insert_header(http::header::CONNECTION, "close")?;
-        }
+        prepare_upstream_request(session, ctx, upstream)?;
+        mirror::start(session, upstream, ctx);
         Ok(())
     }
 
@@ -464,9 +487,11 @@ impl ProxyHttp for Gateway {
             if ctx.request_id.is_empty() {
                 ctx.request_id = RequestId::generate();
             }
-            let message = match code {
-                502 => "upstream unavailable",
-                504 => "upstream timed out",
+            let message = match (code, e.etype(), &e.context) {
+                // Our own refusals explain themselves.
+                (503, ErrorType::HTTPStatus(_), Some(why)) => why.as_str(),
+                (502, ..) => "upstream unavailable",
+                (504, ..) => "upstream timed out",
                 _ => failure::reason(code),
             };
             let extra: &[(&'static str, &str)] = if ctx.circuit_open {
