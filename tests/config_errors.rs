@@ -390,31 +390,32 @@ fn double_dollar_reaches_a_regex_as_one_dollar() {
 #[test]
 fn later_fields_are_not_supported_yet() {
     let o = validate(&format!(
-        "tls: {{cert: a.pem, key: a.key}}\ncors: true\nrateLimit: {{limit: 1}}\nstatic: ./public\nproxy:\n  /a:\n    targets: [{UP}]\n    retry: {{attempts: 2}}\n    cache: {{ttlSecs: 5}}\n  /b:\n    targets: [{UP}]\n    strategy: least-conn\n"
+        "tls: {{cert: a.pem, key: a.key}}\ncors: true\nrateLimit: {{limit: 1}}\nstatic: ./public\nproxy:\n  /a:\n    targets: [{UP}]\n    retry: {{attempts: 2}}\n    cache: {{ttlSecs: 5}}\n    upstreamTls: {{verify: false}}\n  /b:\n    targets: [{UP}]\n    strategy: least-conn\n"
     ));
     for prefix in [
         "tls: not supported yet",
         "cors: not supported yet",
         "rateLimit: not supported yet",
         "static: not supported yet",
-        "proxy./a.retry: not supported yet",
         "proxy./a.cache: not supported yet",
-        "proxy./b.strategy: not supported yet",
+        "proxy./a.upstreamTls: not supported yet",
     ] {
         o.has(prefix);
     }
-    assert!(o.has("proxy./b.strategy: ").contains("least-conn"));
+    // Implemented now: no error for them.
+    assert!(!o.stdout.contains("proxy./a.retry"), "{}", o.show());
+    assert!(!o.stdout.contains("proxy./b.strategy"), "{}", o.show());
 }
 
 #[test]
 fn later_global_and_limit_fields_are_not_supported_yet() {
     let o = validate(&format!(
-        "global:\n  admin: {{bind: 127.0.0.1:9000}}\n  otlp: {{endpoint: http://x}}\nsites:\n  - proxy: {UP}\n    limits: {{timeoutSecs: 5, queue: {{size: 1}}}}\n    healthCheck: {{includeUpstreams: true}}\n"
+        "global:\n  admin: {{bind: 127.0.0.1:9000}}\n  otlp: {{endpoint: http://x}}\nsites:\n  - proxy: {UP}\n    limits: {{timeoutSecs: 5, keepaliveRequestLimit: 10}}\n    healthCheck: {{includeUpstreams: true}}\n"
     ));
     o.has("global.admin: not supported yet");
     o.has("global.otlp: not supported yet");
     o.has("sites[0].limits.timeoutSecs: not supported yet");
-    o.has("sites[0].limits.queue: not supported yet");
+    o.has("sites[0].limits.keepaliveRequestLimit: not supported yet");
     o.has("sites[0].healthCheck.includeUpstreams: not supported yet");
 }
 
