@@ -134,8 +134,9 @@ pub struct SiteLimits {
     pub max_body_buffer: u64,
     /// Most open connections per client address (429).
     pub max_conns_per_ip: Option<usize>,
-    /// Share of `max_inflight` above which low-priority routes are shed.
-    pub priority_threshold: f64,
+    /// Share of `max_inflight` above which low-priority routes are shed; `None`: no shedding
+    /// (neither `priorityThreshold` nor any route `priority` is set).
+    pub priority_threshold: Option<f64>,
     /// Waiting room when `max_inflight` is reached: (size, longest wait).
     pub queue: Option<(usize, Duration)>,
 }

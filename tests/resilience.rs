@@ -674,6 +674,45 @@ fn post_is_replayed_only_when_its_body_was_buffered() {
     assert!(refused >= 1, "some large POST met the failing target first");
 }
 
+#[test]
+fn an_idempotent_request_with_a_body_beyond_the_retry_buffer_is_not_retried() {
+    // PUT is idempotent, but a 100 KB body does not fit Pingora's 64 KiB retry buffer: a retry
+    // would reach the other target without its body, so there is none.
+    let bad = Up::start("bad", 503);
+    let good = Up::start("good", 200);
+    let c = conduit(json!({
+        "proxy": {"/": {
+            "targets": [bad.url(), good.url()],
+            "retry": {"attempts": 2, "conditions": ["5xx"], "budgetPercent": 100},
+        }},
+    }));
+    let http = client();
+    let mut refused = 0;
+    for i in 0..4 {
+        let id = format!("put-{i}");
+        let body = vec![b'p'; 100_000];
+        let r = send(
+            http.put(c.url("/put"))
+                .header("x-request-id", &id)
+                .body(body.clone()),
+        );
+        match r.from() {
+            Some("bad") => {
+                assert_eq!(r.status, 503, "{r:?}");
+                assert_eq!(good.saw(&id), 0, "{id}: a PUT was retried without its body");
+                refused += 1;
+            }
+            Some("good") => {
+                assert_eq!(r.status, 200);
+                let h = good.hits().into_iter().find(|h| h.id == id).unwrap();
+                assert_eq!(h.body.len(), 100_000);
+            }
+            other => panic!("unexpected answer {other:?}: {r:?}"),
+        }
+    }
+    assert!(refused >= 1, "some PUT met the failing target first");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Backup targets.
 

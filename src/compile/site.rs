@@ -186,7 +186,8 @@ pub(crate) fn compile_site(
             .map_or(DEFAULT_IDLE_TIMEOUT, Duration::from_secs),
         max_body_buffer: l.max_body_buffer_bytes.unwrap_or(MAX_BODY_BUFFER) as u64,
         max_conns_per_ip: l.max_connections_per_ip,
-        priority_threshold: l.priority_threshold.unwrap_or(0.8),
+        // Shedding by priority is on when the site asks for it or a route sets a priority.
+        priority_threshold: l.priority_threshold.or(sets_priority(s).then_some(0.8)),
         queue: l
             .queue
             .as_ref()
@@ -275,6 +276,21 @@ fn compile_rule(m: Option<&raw::Match>) -> Result<RuleMatch, (String, String)> {
         query: regexes("query", &m.query)?,
         cookies: regexes("cookies", &m.cookies)?,
     })
+}
+
+/// Whether any route of the site sets `priority`.
+fn sets_priority(s: &raw::Site) -> bool {
+    let sets = |u: &Upstream| matches!(u, Upstream::Options(o) if o.priority.is_some());
+    let in_map = match &s.proxy {
+        Some(raw::Proxy::Map(map)) => map.values().any(sets),
+        _ => false,
+    };
+    in_map
+        || s.routes
+            .iter()
+            .flatten()
+            .filter_map(|r| r.proxy.as_ref())
+            .any(sets)
 }
 
 /// Whether a route's `healthCheck` asks for active checks: any check field set, or none of the

@@ -383,7 +383,12 @@ impl Validator {
                     "must be `ip`, `url`, `header:<Name>` or `cookie:<Name>`",
                 );
             }
-            let hashing = matches!(o.strategy.as_deref(), Some("consistent-hash" | "ip-hash"));
+            let hash = |s: Option<&str>| matches!(s, Some("consistent-hash" | "ip-hash"));
+            let hashing = hash(o.strategy.as_deref())
+                || o.groups
+                    .iter()
+                    .flatten()
+                    .any(|g| hash(g.strategy.as_deref()));
             if !hashing {
                 self.err(
                     &kp,

@@ -1,10 +1,11 @@
 //! Admission under load: `limits.maxInflightRequests` with priority shedding above
 //! `limits.priorityThreshold` and the bounded waiting room `limits.queue`.
 //!
+//! Shedding is on when the site sets `priorityThreshold` or one of its routes sets `priority`.
 //! Above the threshold a request is admitted only when its route's priority (0–100) is at least
 //! the share of the remaining headroom already used: at 80% of the limit everything passes, at
 //! 90% only priority ≥ 50, at the limit only priority 100. At the limit a request waits in the
-//! queue when there is room, else it gets 503.
+//! queue when there is room (only priority 100 when shedding is on), else it gets 503.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -39,16 +40,22 @@ pub async fn admit(
         return Ok(None);
     };
     let (guard, n) = InflightGuard::enter(state.clone());
-    if n <= max {
-        if shed(n, max, limits.priority_threshold, priority) {
-            return Err(Refusal {
-                status: 503,
-                reason: "shed under load: this route's priority is too low",
-            });
-        }
+    let shedding = |n: usize| {
+        limits
+            .priority_threshold
+            .is_some_and(|t| shed(n.min(max), max, t, priority))
+    };
+    if n <= max && !shedding(n) {
         return Ok(Some(guard));
     }
     guard.abandon();
+    if shedding(n) {
+        // Under shedding only the top priority may wait in the queue.
+        return Err(Refusal {
+            status: 503,
+            reason: "shed under load: this route's priority is too low",
+        });
+    }
     let Some((size, wait)) = limits.queue else {
         return Err(Refusal {
             status: 503,

@@ -123,7 +123,7 @@ mod tests {
             idle_timeout: std::time::Duration::from_secs(1),
             max_body_buffer: 65_536,
             max_conns_per_ip: None,
-            priority_threshold: 0.8,
+            priority_threshold: None,
             queue: None,
         };
         assert_eq!(

@@ -141,9 +141,11 @@ pub async fn proxy(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> 
             )
         }));
     };
+    let now = upstream::endpoint::now_ms();
     for (j, s) in sent.iter_mut().enumerate() {
-        if j != i {
-            s.guard = None;
+        if j != i && s.guard.take().is_some() {
+            // A cancelled loser took at least this long: its latency must not look unknown.
+            s.endpoint.state.observe_latency(s.start.elapsed(), now);
         }
     }
     let Some(winner) = sent.get_mut(i) else {

@@ -100,9 +100,10 @@ pub fn may_retry(session: &Session, ctx: &RequestCtx, condition: Condition) -> b
     if !wanted {
         return false;
     }
-    let replayable = session.req_header().method.is_idempotent()
-        || (!session.as_ref().retry_buffer_truncated()
-            && ctx.body_bytes <= site.limits.max_body_buffer);
+    // Whatever the method, a body is replayed only from the retry buffer.
+    let replayable = !session.as_ref().retry_buffer_truncated()
+        && (session.req_header().method.is_idempotent()
+            || ctx.body_bytes <= site.limits.max_body_buffer);
     let unsent = condition == Condition::ConnectError && ctx.body_bytes == 0;
     if !(replayable || unsent) {
         return false;

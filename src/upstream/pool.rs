@@ -176,6 +176,8 @@ struct CanaryWindow {
 }
 
 const CANARY_WINDOW_MS: u64 = 60_000;
+/// The latency a failed attempt counts as for `least-response-time`.
+const FAILURE_LATENCY: Duration = Duration::from_secs(1);
 
 /// Why no target could be chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -570,6 +572,12 @@ impl Pool {
             state.restore(now);
         }
         if let Some(l) = latency {
+            // A failure counts as slow, so that latency-based selection steers away from a target
+            // that fails fast (a refused connection must not look like the quickest answer).
+            let l = match outcome {
+                Outcome::Success => l,
+                Outcome::Failure => l.max(FAILURE_LATENCY),
+            };
             state.observe_latency(l, now);
         }
         if let Some(c) = &self.canary {
@@ -609,7 +617,7 @@ impl Pool {
                 tracing::error!(
                     canary_error_percent = rate(can),
                     stable_error_percent = rate(stable),
-                    "canary rolled back: all traffic goes to the stable targets until the next reload"
+                    "canary rolled back: all traffic goes to the stable targets until the route's config changes"
                 );
             }
         }
