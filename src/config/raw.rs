@@ -73,8 +73,10 @@ pub struct Site {
     /// Merge repeated slashes in request paths (default true).
     pub merge_slashes: Option<bool>,
 
-    pub tls: Later,
-    pub http2: Later,
+    /// TLS termination on this site's port.
+    pub tls: Option<Tls>,
+    /// HTTP/2 settings of this site's port.
+    pub http2: Option<Http2>,
     pub compression: Later,
     pub response_time: Later,
     pub server_timing: Later,
@@ -169,10 +171,82 @@ pub struct RouteOptions {
     /// Error-rate circuit breaker per target.
     pub circuit_breaker: Option<CircuitBreaker>,
 
-    pub http2: Later,
-    pub upstream_tls: Later,
+    /// Speak HTTP/2 to the upstream (`https://` targets negotiate it by ALPN; plain `http://`
+    /// targets use prior-knowledge h2c).
+    pub http2: Option<bool>,
+    /// Verification of `https://` targets.
+    pub upstream_tls: Option<UpstreamTls>,
     pub rate_limit: Later,
     pub cache: Later,
+}
+
+/// `upstreamTls`: how `https://` targets are verified.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpstreamTls {
+    /// Verify the target's certificate and name (default true; `false` is logged as a warning).
+    pub verify: Option<bool>,
+    /// Name sent as SNI and checked against the certificate (default: the target URL's host).
+    pub server_name: Option<String>,
+    /// PEM file of the CA(s) to trust instead of the system roots.
+    pub ca: Option<String>,
+}
+
+/// `tls`: TLS termination.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Tls {
+    /// PEM certificate chain (leaf first) of the site's host name.
+    pub cert: Option<String>,
+    /// PEM private key of `cert`.
+    pub key: Option<String>,
+    /// PEM file of intermediate certificates appended to every served chain.
+    pub ca: Option<String>,
+    /// More certificates, chosen by SNI.
+    pub certificates: Option<Vec<TlsCertificate>>,
+    /// Also listen on this plain-HTTP port and answer 301 to `https://`.
+    pub http_redirect_port: Option<u16>,
+    /// Allowed protocol versions: `"1.2"`, `"1.3"` (default both).
+    pub versions: Option<Vec<String>>,
+    /// Allowed cipher suites by IANA name (default: rustls's safe defaults).
+    pub ciphers: Option<Vec<String>>,
+    /// Client certificates (mTLS).
+    pub client_auth: Option<ClientAuth>,
+    pub acme: Later,
+}
+
+/// One certificate of `tls.certificates`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsCertificate {
+    pub cert: String,
+    pub key: String,
+    /// Names it serves (`example.com`, `*.example.com`); default: the names in the certificate.
+    pub sni: Option<Vec<String>>,
+}
+
+/// `tls.clientAuth`: client certificates verified against `ca`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClientAuth {
+    /// PEM file of the CA(s) client certificates must chain to.
+    pub ca: String,
+    /// Accept clients without a certificate (a presented one must still be valid).
+    pub optional: Option<bool>,
+}
+
+/// `http2`: HTTP/2 on the site's port.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Http2 {
+    /// Offer HTTP/2 by ALPN on TLS (default true).
+    pub enabled: Option<bool>,
+    /// Streams per connection (default 100).
+    pub max_concurrent_streams: Option<u32>,
+    /// Initial flow-control window per stream in bytes (default 65535).
+    pub initial_window_size: Option<u32>,
+    /// Accept prior-knowledge HTTP/2 on a plain port (default false).
+    pub h2c: Option<bool>,
 }
 
 /// `retry`: how failed attempts are retried.

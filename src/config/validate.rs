@@ -192,6 +192,8 @@ impl Validator {
         if let Some(l) = &s.limits {
             self.limits(&join(p, "limits"), l);
         }
+        self.later(p, "tls", &s.tls);
+        self.later(p, "http2", &s.http2);
         if let Some(o) = &s.outlier_detection {
             let op = join(p, "outlierDetection");
             if o.consecutive5xx.is_some_and(|v| v == 0 || v > 1000) {
@@ -239,8 +241,6 @@ impl Validator {
             }
         }
         for (field, value) in [
-            ("tls", &s.tls),
-            ("http2", &s.http2),
             ("compression", &s.compression),
             ("responseTime", &s.response_time),
             ("serverTiming", &s.server_timing),
@@ -495,6 +495,8 @@ impl Validator {
                 self.err(&hp, "cannot be combined with `mirror` on one route");
             }
         }
+        self.later(p, "http2", &o.http2);
+        self.later(p, "upstreamTls", &o.upstream_tls);
         if let Some(b) = &o.circuit_breaker {
             let bp = join(p, "circuitBreaker");
             if b.error_threshold_percent.is_some_and(|v| v == 0 || v > 100) {
@@ -560,8 +562,6 @@ impl Validator {
             }
         }
         for (field, value) in [
-            ("http2", &o.http2),
-            ("upstreamTls", &o.upstream_tls),
             ("rateLimit", &o.rate_limit),
             ("cache", &o.cache),
         ] {
