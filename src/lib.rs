@@ -12,4 +12,5 @@ pub mod proxy;
 pub mod schema;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;

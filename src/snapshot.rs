@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub process: ProcessSettings,
     /// Reload when the config file changes (some site set `hotReload`).
     pub watch_config: bool,
+    /// Certificate, key and CA files: a change to one reloads the config.
+    pub cert_files: Vec<std::path::PathBuf>,
 }
 
 /// Settings that only take effect at start.
@@ -37,6 +39,10 @@ pub struct ProcessSettings {
     pub bind: IpAddr,
     /// Total idle upstream connections kept.
     pub keepalive_pool_size: usize,
+    /// HTTP/2 streams per client connection (`http2.maxConcurrentStreams`).
+    pub h2_max_streams: u32,
+    /// HTTP/2 initial stream window (`http2.initialWindowSize`); `None`: the protocol default.
+    pub h2_window: Option<u32>,
 }
 
 /// The sites that share one port, by host.
@@ -52,6 +58,12 @@ pub struct PortSites {
     pub idle_timeout: Duration,
     /// Some site on this port limits connections per client address: count them.
     pub track_connections: bool,
+    /// TLS termination on this port (every site on it uses TLS).
+    pub tls: Option<Arc<crate::tls::PortTls>>,
+    /// This port only redirects to `https://` on the given port (`tls.httpRedirectPort`).
+    pub redirect_https: Option<u16>,
+    /// Prior-knowledge HTTP/2 on this plaintext port (`http2.h2c`).
+    pub h2c: bool,
 }
 
 impl PortSites {

@@ -7,6 +7,7 @@ mod regex;
 mod registries;
 pub mod route;
 mod site;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,6 +51,11 @@ pub fn compile(
     let mut ports: BTreeMap<u16, PortSites> = BTreeMap::new();
     let mut watch = false;
     let mut idle_total = 0usize;
+    let mut tls_sites: BTreeMap<u16, Vec<tls::SiteTls>> = BTreeMap::new();
+    let mut plain_ports: BTreeMap<u16, String> = BTreeMap::new();
+    let mut redirects: Vec<(u16, u16, String)> = Vec::new();
+    let mut cert_files = Vec::new();
+    let mut h2_settings: Option<(u32, Option<u32>, String)> = None;
     for (i, raw_site) in cfg.raw.sites.iter().enumerate() {
         let prefix = cfg.site_paths.get(i).cloned().unwrap_or_default();
         watch |= raw_site.hot_reload.unwrap_or(false);
@@ -62,6 +68,40 @@ pub fn compile(
                 continue;
             }
         };
+        if let Some(h) = &raw_site.http2 {
+            let mine = (
+                h.max_concurrent_streams.unwrap_or(crate::server::H2_MAX_STREAMS),
+                h.initial_window_size,
+            );
+            match &h2_settings {
+                Some((streams, window, first)) if (*streams, *window) != mine => {
+                    errors.push(ConfigError::new(
+                        join(&prefix, "http2"),
+                        format!("maxConcurrentStreams and initialWindowSize must be the same on every site (one HTTP/2 server serves them all); `{first}` sets them differently"),
+                    ));
+                }
+                Some(_) => {}
+                None => h2_settings = Some((mine.0, mine.1, join(&prefix, "http2"))),
+            }
+        }
+        match &raw_site.tls {
+            Some(t) => {
+                let tp = join(&prefix, "tls");
+                match tls::compile_site_tls(t, raw_site.http2.as_ref(), &host, &tp) {
+                    Ok(st) => {
+                        cert_files.extend(st.files.iter().cloned());
+                        tls_sites.entry(port).or_default().push(st);
+                    }
+                    Err(mut e) => errors.append(&mut e),
+                }
+                if let Some(r) = t.http_redirect_port {
+                    redirects.push((r, port, join(&tp, "httpRedirectPort")));
+                }
+            }
+            None => {
+                plain_ports.entry(port).or_insert_with(|| prefix.clone());
+            }
+        }
         let site = match site::compile_site(
             raw_site,
             &prefix,
@@ -84,6 +124,8 @@ pub fn compile(
         entry.header_timeout = entry.header_timeout.min(site.limits.header_timeout);
         entry.idle_timeout = entry.idle_timeout.min(site.limits.idle_timeout);
         entry.track_connections |= site.limits.max_conns_per_ip.is_some();
+        entry.h2c |= raw_site.tls.is_none()
+            && raw_site.http2.as_ref().and_then(|h| h.h2c).unwrap_or(false);
         let taken = match &pattern {
             HostPattern::Any => entry.any.is_some(),
             HostPattern::Exact(h) => entry.exact.contains_key(h),
@@ -109,9 +151,44 @@ pub fn compile(
             }
         }
     }
+    for (port, sites) in &tls_sites {
+        if let Some(path) = plain_ports.get(port) {
+            errors.push(ConfigError::new(
+                path.clone(),
+                format!("port {port} serves TLS sites: every site on it needs `tls` (or move this site to another port)"),
+            ));
+            continue;
+        }
+        match tls::compile_port_tls(*port, sites) {
+            Ok(t) => {
+                if let Some(entry) = ports.get_mut(port) {
+                    entry.tls = Some(Arc::new(t));
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    for (redirect, https, path) in redirects {
+        let entry = ports.entry(redirect).or_default();
+        match entry.redirect_https {
+            _ if entry.tls.is_some() || entry.any.is_some() || !entry.exact.is_empty() || !entry.suffix.is_empty() => {
+                errors.push(ConfigError::new(
+                    path,
+                    format!("port {redirect} already serves sites; pick a free port for the redirect"),
+                ));
+            }
+            Some(other) if other != https => errors.push(ConfigError::new(
+                path,
+                format!("port {redirect} already redirects to port {other}"),
+            )),
+            _ => entry.redirect_https = Some(https),
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
+    cert_files.sort();
+    cert_files.dedup();
     let workers = g
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -129,7 +206,12 @@ pub fn compile(
                 .parse()
                 .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
             keepalive_pool_size: idle_total.clamp(128, 1_000_000),
+            h2_max_streams: h2_settings
+                .as_ref()
+                .map_or(crate::server::H2_MAX_STREAMS, |h| h.0),
+            h2_window: h2_settings.and_then(|h| h.1),
         },
         watch_config: watch,
+        cert_files,
     })
 }

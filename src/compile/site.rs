@@ -27,7 +27,7 @@ use crate::upstream::pool::{
 };
 use crate::upstream::sticky::StickySpec;
 use crate::upstream::strategy::HashKey;
-use crate::upstream::target::TargetUrl;
+use crate::upstream::target::{build_peer, CaBundle, TargetUrl, TlsSpec};
 use crate::upstream::PoolSpec;
 
 pub(crate) fn compile_site(
@@ -418,6 +418,21 @@ fn compile_route(
         + canary.as_ref().map_or(0, |c| c.targets.len());
     *idle_total += max_idle * target_count;
     let health = opts.health_check.as_ref();
+    // `upstreamTls`: the CA file is read here, once per compile, never on the request path.
+    let tls = match &opts.upstream_tls {
+        None => TlsSpec::default(),
+        Some(u) => TlsSpec {
+            verify: u.verify.unwrap_or(true),
+            server_name: u.server_name.clone(),
+            ca: u
+                .ca
+                .as_deref()
+                .map(CaBundle::load)
+                .transpose()
+                .map_err(|e| ConfigError::new(join(&join(path, "upstreamTls"), "ca"), e))?,
+        },
+    };
+    let http2 = opts.http2.unwrap_or(false);
     let read_timeout = Duration::from_millis(t.per_try_ms.or(t.read_ms).unwrap_or(30_000));
     let spec = PoolSpec {
         tiers,
@@ -477,6 +492,8 @@ fn compile_route(
             strict: s.strict.unwrap_or(false),
             max_age: s.max_age_secs,
         }),
+        tls,
+        http2,
     };
     let pool = reg
         .pools
@@ -505,10 +522,18 @@ fn compile_route(
             .unwrap_or(crate::proxy::admission::DEFAULT_PRIORITY),
         mirror: match &opts.mirror {
             Some(url) => {
+                let mirror_err = |e| ConfigError::new(format!("{path}.mirror"), e);
                 let addr = TargetUrl::parse(url)
                     .and_then(|t| t.resolve())
-                    .map_err(|e| ConfigError::new(format!("{path}.mirror"), e))?;
-                let mut peer = pingora::upstreams::peer::HttpPeer::new(addr, false, String::new());
+                    .map_err(mirror_err)?;
+                let mut peer = build_peer(addr, url, &spec.tls, spec.http2).map_err(mirror_err)?;
+                if url.starts_with("https://") && !spec.tls.verify {
+                    tracing::warn!(
+                        route = id,
+                        target = %url,
+                        "upstreamTls.verify is false: the certificate of this https mirror is not verified"
+                    );
+                }
                 peer.options.connection_timeout = Some(spec.connect_timeout);
                 peer.options.read_timeout = Some(spec.read_timeout);
                 Some(Box::new(peer))

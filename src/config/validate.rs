@@ -192,8 +192,12 @@ impl Validator {
         if let Some(l) = &s.limits {
             self.limits(&join(p, "limits"), l);
         }
-        self.later(p, "tls", &s.tls);
-        self.later(p, "http2", &s.http2);
+        if let Some(t) = &s.tls {
+            self.tls(&join(p, "tls"), t, s);
+        }
+        if let Some(h) = &s.http2 {
+            self.http2(&join(p, "http2"), h, s.tls.is_some());
+        }
         if let Some(o) = &s.outlier_detection {
             let op = join(p, "outlierDetection");
             if o.consecutive5xx.is_some_and(|v| v == 0 || v > 1000) {
@@ -495,8 +499,45 @@ impl Validator {
                 self.err(&hp, "cannot be combined with `mirror` on one route");
             }
         }
-        self.later(p, "http2", &o.http2);
-        self.later(p, "upstreamTls", &o.upstream_tls);
+        if o.http2 == Some(true) && o.websocket == Some(true) {
+            self.err(
+                &join(p, "http2"),
+                "cannot be combined with `websocket: true`: WebSocket upgrades need HTTP/1.1 to the upstream; put WebSocket paths on a route without `http2`",
+            );
+        }
+        if let Some(t) = &o.upstream_tls {
+            let tp = join(p, "upstreamTls");
+            let url = |t: &raw::Target| match t {
+                raw::Target::Url(u) => u.clone(),
+                raw::Target::Weighted(w) => w.url.clone(),
+            };
+            let any_https = o
+                .targets
+                .iter()
+                .flatten()
+                .chain(o.groups.iter().flatten().flat_map(|g| g.targets.iter()))
+                .chain(o.backup.iter().flatten())
+                .chain(o.canary.iter().flat_map(|c| c.targets.iter()))
+                .map(url)
+                .chain(o.mirror.iter().cloned())
+                .any(|u| crate::upstream::target::is_https(&u));
+            if !any_https {
+                self.err(
+                    &tp,
+                    "only applies to https:// targets, and every target of this route is http://; remove it or use https:// URLs",
+                );
+            }
+            if let Some(name) = &t.server_name {
+                if let Err(why) = crate::upstream::target::check_server_name(name) {
+                    self.err(&join(&tp, "serverName"), &why);
+                }
+            }
+            if let Some(ca) = &t.ca {
+                if let Err(why) = crate::upstream::target::CaBundle::load(ca) {
+                    self.err(&join(&tp, "ca"), &why);
+                }
+            }
+        }
         if let Some(b) = &o.circuit_breaker {
             let bp = join(p, "circuitBreaker");
             if b.error_threshold_percent.is_some_and(|v| v == 0 || v > 100) {
@@ -566,6 +607,90 @@ impl Validator {
             ("cache", &o.cache),
         ] {
             self.later(p, field, value);
+        }
+    }
+
+    fn tls(&mut self, p: &str, t: &raw::Tls, site: &Site) {
+        match (&t.cert, &t.key) {
+            (Some(_), Some(_)) => {}
+            (Some(_), None) => self.err(&join(p, "key"), "missing: `cert` needs its `key`"),
+            (None, Some(_)) => self.err(&join(p, "cert"), "missing: `key` needs its `cert`"),
+            (None, None) if t.certificates.as_ref().is_none_or(Vec::is_empty) => self.err(
+                p,
+                "no certificate: set `cert` and `key`, or list `certificates`",
+            ),
+            (None, None) => {}
+        }
+        for (i, c) in t.certificates.iter().flatten().enumerate() {
+            for (j, name) in c.sni.iter().flatten().enumerate() {
+                if name != "*" && HostPattern::parse(name).is_err() {
+                    self.err(
+                        &format!("{}[{i}].sni[{j}]", join(p, "certificates")),
+                        "must be a DNS name, `*.example.com` or `*`",
+                    );
+                }
+            }
+        }
+        let versions = t.versions.clone().unwrap_or_default();
+        if t.versions.as_ref().is_some_and(Vec::is_empty) {
+            self.err(&join(p, "versions"), "list at least one of \"1.2\", \"1.3\"");
+        }
+        for (i, v) in versions.iter().enumerate() {
+            if !matches!(v.as_str(), "1.2" | "1.3") {
+                self.err(
+                    &format!("{}[{i}]", join(p, "versions")),
+                    &format!("unsupported TLS version `{v}`; use \"1.2\" or \"1.3\""),
+                );
+            }
+        }
+        let ciphers = t.ciphers.clone().unwrap_or_default();
+        let known = crate::tls::config::known_ciphers();
+        for (i, c) in ciphers.iter().enumerate() {
+            if !known.contains(&c.as_str()) {
+                self.err(
+                    &format!("{}[{i}]", join(p, "ciphers")),
+                    &format!("unknown cipher suite `{c}`; expected one of {}", known.join(", ")),
+                );
+            }
+        }
+        if t.ciphers.as_ref().is_some_and(Vec::is_empty) {
+            self.err(&join(p, "ciphers"), "list at least one cipher suite, or leave it out");
+        }
+        if let Err(why) = crate::tls::config::check_policy(&versions, &ciphers) {
+            self.err(&join(p, "ciphers"), &why);
+        }
+        if let Some(r) = t.http_redirect_port {
+            if r == 0 || Some(r) == site.port || r == effective_port(site) {
+                self.err(
+                    &join(p, "httpRedirectPort"),
+                    "must be a port other than the site's own",
+                );
+            }
+        }
+        self.later(p, "acme", &t.acme);
+    }
+
+    fn http2(&mut self, p: &str, h: &raw::Http2, tls: bool) {
+        if h.max_concurrent_streams.is_some_and(|n| n == 0 || n > 10_000) {
+            self.err(&join(p, "maxConcurrentStreams"), "must be between 1 and 10000");
+        }
+        if h
+            .initial_window_size
+            .is_some_and(|n| !(65_535..=2_147_483_647).contains(&n))
+        {
+            self.err(
+                &join(p, "initialWindowSize"),
+                "must be between 65535 and 2147483647 bytes",
+            );
+        }
+        if h.h2c == Some(true) && tls {
+            self.err(
+                &join(p, "h2c"),
+                "h2c is for plaintext ports; on TLS, HTTP/2 is negotiated by ALPN",
+            );
+        }
+        if h.enabled == Some(false) && h.h2c == Some(true) {
+            self.err(&join(p, "h2c"), "contradicts `enabled: false`");
         }
     }
 

@@ -54,6 +54,20 @@ impl Gateway {
 enum Decision {
     Proxy,
     Health,
+    /// `tls.httpRedirectPort`: 301 to this `https://` URL.
+    Redirect(String),
+}
+
+/// The `https://` URL of a request received on a redirect port: same host, path and query.
+fn https_url(host: &str, port: u16, req: &RequestHeader) -> String {
+    // `host` is normalised: IPv6 literals keep their brackets.
+    let port = if port == 443 {
+        String::new()
+    } else {
+        format!(":{port}")
+    };
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    format!("https://{host}{port}{target}")
 }
 
 fn refusal(status: u16, reason: &'static str) -> Refusal {
@@ -124,6 +138,9 @@ impl Gateway {
             .and_then(|a| a.as_inet())
             .map(|a| a.port())
             .unwrap_or_default();
+        if let Some(https) = ctx.snapshot.ports.get(&port).and_then(|p| p.redirect_https) {
+            return Ok(Decision::Redirect(https_url(&host, https, req)));
+        }
         let site = ctx
             .snapshot
             .ports
@@ -257,6 +274,14 @@ impl ProxyHttp for Gateway {
         match decided {
             Ok(Decision::Proxy) if hedge::applies(session, ctx) => hedge::proxy(session, ctx).await,
             Ok(Decision::Proxy) => Ok(false),
+            Ok(Decision::Redirect(location)) => {
+                let mut resp = ResponseHeader::build(301, Some(4))?;
+                resp.insert_header(http::header::LOCATION, location)?;
+                resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
+                resp.insert_header(request_id::HEADER, ctx.request_id.header_value())?;
+                session.write_response_header(Box::new(resp), true).await?;
+                Ok(true)
+            }
             Ok(Decision::Health) => {
                 let head = session.req_header().method == http::Method::HEAD;
                 let body = Bytes::from_static(b"{\"status\":\"ok\"}\n");

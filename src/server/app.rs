@@ -11,6 +11,7 @@ use pingora::server::ShutdownWatch;
 
 use super::connections::CONNECTIONS;
 use super::guard::GuardedStream;
+use crate::tls::stream::{Boxed, PriorKnowledgeH2};
 use crate::compile::{DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 use crate::proxy::Gateway;
 use crate::snapshot::SnapshotHandle;
@@ -32,16 +33,12 @@ impl ServerApp for GatewayApp {
         let port = digest
             .as_ref()
             .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).map(|a| a.port()));
-        let (head, idle, track) = port
-            .and_then(|p| {
-                self.handle
-                    .load()
-                    .ports
-                    .get(&p)
-                    .map(|s| (s.header_timeout, s.idle_timeout, s.track_connections))
-            })
-            .unwrap_or((DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, false));
-        let _counted = if track {
+        let snapshot = self.handle.load();
+        let sites = port.and_then(|p| snapshot.ports.get(&p));
+        let (head, idle) = sites.map_or((DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT), |s| {
+            (s.header_timeout, s.idle_timeout)
+        });
+        let _counted = if sites.is_some_and(|s| s.track_connections) {
             digest
                 .as_ref()
                 .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
@@ -49,6 +46,30 @@ impl ServerApp for GatewayApp {
         } else {
             None
         };
+        let tls = sites.and_then(|s| s.tls.clone());
+        let h2c = sites.is_some_and(|s| s.h2c);
+        drop(snapshot);
+        let mut stream = match tls {
+            Some(tls) => {
+                // The handshake shares the request-head deadline: a client that stalls in it
+                // is dropped like one that stalls in its request.
+                match tokio::time::timeout(head, tls.acceptor.tls_handshake(Boxed(stream))).await {
+                    Ok(Ok(s)) => Box::new(s) as Stream,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return None;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        return None;
+                    }
+                }
+            }
+            None => stream,
+        };
+        if h2c && opens_with_h2_preface(&mut stream, head).await {
+            stream = Box::new(PriorKnowledgeH2(stream));
+        }
         let stream: Stream = if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             stream
         } else {
@@ -60,4 +81,18 @@ impl ServerApp for GatewayApp {
     async fn cleanup(&self) {
         ServerApp::cleanup(self.proxy.as_ref()).await
     }
+}
+
+/// The HTTP/2 connection preface a prior-knowledge (h2c) client opens with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plaintext connection opens with the HTTP/2 preface (waiting up to `deadline` for
+/// its first 24 bytes). Pingora's peek reads them and puts them back for whichever protocol then
+/// serves the connection.
+async fn opens_with_h2_preface(stream: &mut Stream, deadline: std::time::Duration) -> bool {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    matches!(
+        tokio::time::timeout(deadline, stream.try_peek(&mut buf)).await,
+        Ok(Ok(true))
+    ) && buf == H2_PREFACE
 }

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod connections;
+pub(crate) mod delegate;
 pub mod guard;
 pub mod reload;
 pub mod shutdown;
@@ -108,7 +109,10 @@ pub fn run(path: &Path) -> Result<(), StartError> {
     options.h2_idle_timeout = Some(crate::compile::DEFAULT_IDLE_TIMEOUT);
     proxy.server_options = Some(options);
     let mut h2 = H2Options::default();
-    h2.max_concurrent_streams(H2_MAX_STREAMS);
+    h2.max_concurrent_streams(process.h2_max_streams);
+    if let Some(window) = process.h2_window {
+        h2.initial_window_size(window);
+    }
     h2.max_header_list_size(H2_MAX_HEADER_LIST);
     proxy.h2_options = Some(h2);
     let app = GatewayApp {

@@ -72,6 +72,11 @@ impl Reloader {
                 "global.workers, global.workStealing or global.bind changed".into(),
             ));
         }
+        if a.h2_max_streams != b.h2_max_streams || a.h2_window != b.h2_window {
+            return Err(ReloadError::RestartRequired(
+                "http2.maxConcurrentStreams or http2.initialWindowSize changed".into(),
+            ));
+        }
         let old_ports: Vec<u16> = current.ports.keys().copied().collect();
         let new_ports: Vec<u16> = next.ports.keys().copied().collect();
         if old_ports != new_ports {
@@ -108,10 +113,15 @@ pub fn spawn_triggers(reloader: Arc<Reloader>) -> std::io::Result<()> {
     })?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
     let watcher = file_watcher(&reloader.source, tx);
+    let (cert_tx, mut cert_rx) = tokio::sync::mpsc::channel::<()>(16);
     std::thread::Builder::new()
         .name("conduit-reload".into())
         .spawn(move || {
             let _watcher = watcher;
+            // Certificate files are always watched: a renewed certificate is served without a
+            // restart. The watch follows the files of the current snapshot.
+            let mut cert_files = reloader.handle.load().cert_files.clone();
+            let mut _cert_watcher = cert_watcher(&cert_files, cert_tx.clone());
             rt.block_on(async move {
                 loop {
                     tokio::select! {
@@ -124,7 +134,18 @@ pub fn spawn_triggers(reloader: Arc<Reloader>) -> std::io::Result<()> {
                                 reloader.reload_and_log("file change");
                             }
                         }
+                        Some(()) = cert_rx.recv() => {
+                            // A certificate and its key are often written one after the other.
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            while cert_rx.try_recv().is_ok() {}
+                            reloader.reload_and_log("certificate file change");
+                        }
                         else => break,
+                    }
+                    let now = reloader.handle.load().cert_files.clone();
+                    if now != cert_files {
+                        _cert_watcher = cert_watcher(&now, cert_tx.clone());
+                        cert_files = now;
                     }
                 }
             });
@@ -163,4 +184,40 @@ fn file_watcher(
             None
         }
     }
+}
+
+/// Watches the directories of `files` and signals a change to any of them.
+fn cert_watcher(
+    files: &[std::path::PathBuf],
+    tx: tokio::sync::mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    if files.is_empty() {
+        return None;
+    }
+    let names: Vec<std::path::PathBuf> = files
+        .iter()
+        .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
+        .collect();
+    let wanted = names.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(event) = res {
+            if event.kind.is_access() {
+                return;
+            }
+            if event.paths.iter().any(|p| wanted.iter().any(|w| w == p)) {
+                let _ = tx.try_send(());
+            }
+        }
+    })
+    .ok()?;
+    let mut dirs: Vec<&std::path::Path> = names.iter().filter_map(|n| n.parent()).collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+            tracing::warn!("cannot watch {}: {e}; certificate changes there need a reload", dir.display());
+        }
+    }
+    Some(watcher)
 }
