@@ -58,6 +58,44 @@ enum Decision {
     Redirect(String),
 }
 
+/// Replaces any client-sent `X-Client-Cert-*` headers with the facts of the connection's
+/// verified client certificate (mTLS ports only), so routing, auth and the upstream can use them.
+fn client_cert_headers(session: &mut Session, snapshot: &crate::snapshot::Snapshot) {
+    use crate::tls::client_cert::{self, FINGERPRINT, SAN, SUBJECT};
+    let req = session.req_header_mut();
+    for name in [SUBJECT, SAN, FINGERPRINT] {
+        if req.headers.contains_key(name) {
+            let _ = req.remove_header(name);
+        }
+    }
+    let (Some(client), Some(local)) = (
+        session.client_addr().and_then(|a| a.as_inet()).copied(),
+        session.server_addr().and_then(|a| a.as_inet()).copied(),
+    ) else {
+        return;
+    };
+    let mtls = snapshot
+        .ports
+        .get(&local.port())
+        .and_then(|p| p.tls.as_ref())
+        .is_some_and(|t| t.policy.client_auth.is_some());
+    if !mtls {
+        return;
+    }
+    if let Some(cert) = client_cert::lookup(client, local) {
+        let req = session.req_header_mut();
+        for (name, value) in [
+            (SUBJECT, &cert.subject),
+            (SAN, &cert.san),
+            (FINGERPRINT, &cert.fingerprint),
+        ] {
+            if !value.is_empty() {
+                let _ = req.insert_header(name, value.as_str());
+            }
+        }
+    }
+}
+
 /// The `https://` URL of a request received on a redirect port: same host, path and query.
 fn https_url(host: &str, port: u16, req: &RequestHeader) -> String {
     // `host` is normalised: IPv6 literals keep their brackets.
@@ -249,6 +287,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        client_cert_headers(session, &ctx.snapshot);
         ctx.request_id = session
             .req_header()
             .headers

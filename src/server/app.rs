@@ -11,6 +11,7 @@ use pingora::server::ShutdownWatch;
 
 use super::connections::CONNECTIONS;
 use super::guard::GuardedStream;
+use crate::tls::client_cert;
 use crate::tls::stream::{Boxed, PriorKnowledgeH2};
 use crate::compile::{DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 use crate::proxy::Gateway;
@@ -49,12 +50,18 @@ impl ServerApp for GatewayApp {
         let tls = sites.and_then(|s| s.tls.clone());
         let h2c = sites.is_some_and(|s| s.h2c);
         drop(snapshot);
+        let mut _client_cert = None;
         let mut stream = match tls {
             Some(tls) => {
                 // The handshake shares the request-head deadline: a client that stalls in it
                 // is dropped like one that stalls in its request.
                 match tokio::time::timeout(head, tls.acceptor.tls_handshake(Boxed(stream))).await {
-                    Ok(Ok(s)) => Box::new(s) as Stream,
+                    Ok(Ok(s)) => {
+                        if tls.policy.client_auth.is_some() {
+                            _client_cert = remember_client_cert(&s, digest.as_deref());
+                        }
+                        Box::new(s) as Stream
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "TLS handshake failed");
                         return None;
@@ -95,4 +102,17 @@ async fn opens_with_h2_preface(stream: &mut Stream, deadline: std::time::Duratio
         tokio::time::timeout(deadline, stream.try_peek(&mut buf)).await,
         Ok(Ok(true))
     ) && buf == H2_PREFACE
+}
+
+/// Keeps the verified client certificate of a TLS connection findable by its requests.
+fn remember_client_cert(
+    stream: &dyn pingora::protocols::IO,
+    digest: Option<&pingora::protocols::SocketDigest>,
+) -> Option<client_cert::Registered> {
+    let der = stream.get_ssl()?.peer_certificate_der()?;
+    let cert = client_cert::ClientCert::from_der(der)?;
+    let digest = digest?;
+    let client = digest.peer_addr()?.as_inet()?;
+    let local = digest.local_addr()?.as_inet()?;
+    Some(client_cert::register(*client, *local, cert))
 }

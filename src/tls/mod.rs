@@ -6,6 +6,7 @@
 //! established connections keep theirs.
 
 pub mod certs;
+pub mod client_cert;
 pub mod config;
 pub mod resolver;
 pub mod stream;
