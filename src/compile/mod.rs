@@ -70,7 +70,8 @@ pub fn compile(
         };
         if let Some(h) = &raw_site.http2 {
             let mine = (
-                h.max_concurrent_streams.unwrap_or(crate::server::H2_MAX_STREAMS),
+                h.max_concurrent_streams
+                    .unwrap_or(crate::server::H2_MAX_STREAMS),
                 h.initial_window_size,
             );
             match &h2_settings {
@@ -124,8 +125,8 @@ pub fn compile(
         entry.header_timeout = entry.header_timeout.min(site.limits.header_timeout);
         entry.idle_timeout = entry.idle_timeout.min(site.limits.idle_timeout);
         entry.track_connections |= site.limits.max_conns_per_ip.is_some();
-        entry.h2c |= raw_site.tls.is_none()
-            && raw_site.http2.as_ref().and_then(|h| h.h2c).unwrap_or(false);
+        entry.h2c |=
+            raw_site.tls.is_none() && raw_site.http2.as_ref().and_then(|h| h.h2c).unwrap_or(false);
         let taken = match &pattern {
             HostPattern::Any => entry.any.is_some(),
             HostPattern::Exact(h) => entry.exact.contains_key(h),
@@ -171,10 +172,16 @@ pub fn compile(
     for (redirect, https, path) in redirects {
         let entry = ports.entry(redirect).or_default();
         match entry.redirect_https {
-            _ if entry.tls.is_some() || entry.any.is_some() || !entry.exact.is_empty() || !entry.suffix.is_empty() => {
+            _ if entry.tls.is_some()
+                || entry.any.is_some()
+                || !entry.exact.is_empty()
+                || !entry.suffix.is_empty() =>
+            {
                 errors.push(ConfigError::new(
                     path,
-                    format!("port {redirect} already serves sites; pick a free port for the redirect"),
+                    format!(
+                        "port {redirect} already serves sites; pick a free port for the redirect"
+                    ),
                 ));
             }
             Some(other) if other != https => errors.push(ConfigError::new(

@@ -65,7 +65,11 @@ pub(crate) fn compile_site_tls(
     };
     let mut more = Vec::new();
     for (i, c) in t.certificates.iter().flatten().enumerate() {
-        match load(&c.cert, &c.key, format!("{}[{i}].cert", join(path, "certificates"))) {
+        match load(
+            &c.cert,
+            &c.key,
+            format!("{}[{i}].cert", join(path, "certificates")),
+        ) {
             Ok(ck) => more.push((c.sni.clone().unwrap_or_default(), ck)),
             Err(e) => errors.push(e),
         }
@@ -127,10 +131,11 @@ pub(crate) fn compile_port_tls(port: u16, sites: &[SiteTls]) -> Result<PortTls, 
             }
         }
     }
-    if let Some(ck) = sites
-        .iter()
-        .find_map(|s| s.own.clone().or_else(|| s.more.first().map(|(_, ck)| ck.clone())))
-    {
+    if let Some(ck) = sites.iter().find_map(|s| {
+        s.own
+            .clone()
+            .or_else(|| s.more.first().map(|(_, ck)| ck.clone()))
+    }) {
         resolver.default_to(&ck);
     }
     PortTls::build(&first.policy, resolver).map_err(|e| ConfigError::new(first.path.clone(), e))

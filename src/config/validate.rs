@@ -602,10 +602,7 @@ impl Validator {
                 }
             }
         }
-        for (field, value) in [
-            ("rateLimit", &o.rate_limit),
-            ("cache", &o.cache),
-        ] {
+        for (field, value) in [("rateLimit", &o.rate_limit), ("cache", &o.cache)] {
             self.later(p, field, value);
         }
     }
@@ -633,7 +630,10 @@ impl Validator {
         }
         let versions = t.versions.clone().unwrap_or_default();
         if t.versions.as_ref().is_some_and(Vec::is_empty) {
-            self.err(&join(p, "versions"), "list at least one of \"1.2\", \"1.3\"");
+            self.err(
+                &join(p, "versions"),
+                "list at least one of \"1.2\", \"1.3\"",
+            );
         }
         for (i, v) in versions.iter().enumerate() {
             if !matches!(v.as_str(), "1.2" | "1.3") {
@@ -649,12 +649,18 @@ impl Validator {
             if !known.contains(&c.as_str()) {
                 self.err(
                     &format!("{}[{i}]", join(p, "ciphers")),
-                    &format!("unknown cipher suite `{c}`; expected one of {}", known.join(", ")),
+                    &format!(
+                        "unknown cipher suite `{c}`; expected one of {}",
+                        known.join(", ")
+                    ),
                 );
             }
         }
         if t.ciphers.as_ref().is_some_and(Vec::is_empty) {
-            self.err(&join(p, "ciphers"), "list at least one cipher suite, or leave it out");
+            self.err(
+                &join(p, "ciphers"),
+                "list at least one cipher suite, or leave it out",
+            );
         }
         if let Err(why) = crate::tls::config::check_policy(&versions, &ciphers) {
             self.err(&join(p, "ciphers"), &why);
@@ -671,11 +677,15 @@ impl Validator {
     }
 
     fn http2(&mut self, p: &str, h: &raw::Http2, tls: bool) {
-        if h.max_concurrent_streams.is_some_and(|n| n == 0 || n > 10_000) {
-            self.err(&join(p, "maxConcurrentStreams"), "must be between 1 and 10000");
+        if h.max_concurrent_streams
+            .is_some_and(|n| n == 0 || n > 10_000)
+        {
+            self.err(
+                &join(p, "maxConcurrentStreams"),
+                "must be between 1 and 10000",
+            );
         }
-        if h
-            .initial_window_size
+        if h.initial_window_size
             .is_some_and(|n| !(65_535..=2_147_483_647).contains(&n))
         {
             self.err(
@@ -938,7 +948,7 @@ mod tests {
     #[test]
     fn later_fields_are_rejected_by_path() {
         let errs = check(
-            "proxy:\n  /api:\n    targets: [http://a:1]\n    cache: {ttl: 2}\ntls: {cert: a}\n",
+            "proxy:\n  /api:\n    targets: [http://a:1]\n    cache: {ttl: 2}\ntls: {cert: a, acme: {email: x}}\n",
         );
         assert!(
             errs.iter()
@@ -946,7 +956,7 @@ mod tests {
             "{errs:?}"
         );
         assert!(
-            errs.iter().any(|e| e.starts_with("tls: not supported yet")),
+            errs.iter().any(|e| e.starts_with("tls.acme: not supported yet")),
             "{errs:?}"
         );
     }

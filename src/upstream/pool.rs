@@ -2,16 +2,15 @@
 //! and the route's resilience policies (health, ejection, breaker, connection cap, retries,
 //! sticky sessions).
 //!
-//! Peers are built once per target so that every request to a target carries the same
-//! [`HttpPeer`] fields, which is what lets Pingora reuse upstream connections. Per-target state
-//! comes from the registry, keyed by route id and URL, so it outlives the pool across reloads.
+//! Peers are built once per target (TLS, SNI, CA and ALPN included: see
+//! [`build_peer`](super::target::build_peer)) so that every request to a target carries the same
+//! peer fields, which is what lets Pingora reuse upstream connections. Per-target state comes
+//! from the registry, keyed by route id and URL, so it outlives the pool across reloads.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use pingora::upstreams::peer::HttpPeer;
 
 use super::budget::RetryBudget;
 use super::endpoint::{
@@ -21,6 +20,7 @@ use super::endpoint::{
 use super::health::StatusSet;
 use super::sticky::{self, Sticky, StickySpec};
 use super::strategy::{HashKey, PickInput, Strategy};
+use super::target::{build_peer, is_https, TlsSpec};
 
 /// One target as configured: resolved address, URL as written, weight.
 pub type TargetSpec = (SocketAddr, String, u32);
@@ -106,6 +106,10 @@ pub struct PoolSpec {
     pub breaker: Option<BreakerPolicy>,
     pub retry: Option<RetrySpec>,
     pub sticky: Option<StickySpec>,
+    /// How `https://` targets are reached (`upstreamTls`); ignored by `http://` targets.
+    pub tls: TlsSpec,
+    /// HTTP/2 to the targets (`http2`): ALPN `h2` over TLS, prior-knowledge h2c otherwise.
+    pub http2: bool,
 }
 
 impl PoolSpec {
@@ -132,6 +136,8 @@ impl PoolSpec {
             breaker: None,
             retry: None,
             sticky: None,
+            tls: TlsSpec::default(),
+            http2: false,
         }
     }
 
@@ -244,6 +250,9 @@ impl std::fmt::Debug for Pool {
 pub enum PoolError {
     #[error("no targets")]
     Empty,
+    /// A target URL that cannot become a peer.
+    #[error("{0}")]
+    Target(String),
 }
 
 /// The per-target state for a URL, from the registry (or fresh in tests).
@@ -256,12 +265,17 @@ impl Pool {
             return Err(PoolError::Empty);
         }
         let mut states = Vec::new();
-        let mut tier = |t: &TierSpec| -> Tier {
-            let endpoints: Vec<Endpoint> = t
+        let mut unverified = Vec::new();
+        let mut tier = |t: &TierSpec| -> Result<Tier, PoolError> {
+            let endpoints = t
                 .targets
                 .iter()
                 .map(|(addr, url, weight)| {
-                    let mut peer = HttpPeer::new(*addr, false, String::new());
+                    let mut peer =
+                        build_peer(*addr, url, &spec.tls, spec.http2).map_err(PoolError::Target)?;
+                    if is_https(url) && !spec.tls.verify {
+                        unverified.push(url.clone());
+                    }
                     peer.options.connection_timeout = Some(spec.connect_timeout);
                     peer.options.read_timeout = Some(spec.read_timeout);
                     peer.options.idle_timeout = Some(if spec.keepalive {
@@ -271,41 +285,56 @@ impl Pool {
                     });
                     let st = state(url);
                     states.push(st.clone());
-                    Endpoint {
+                    Ok(Endpoint {
                         addr: *addr,
                         id: stable_hash(&[url.as_bytes()]),
                         url: Arc::from(url.as_str()),
                         weight: (*weight).max(1),
                         peer,
                         state: st,
-                    }
+                    })
                 })
-                .collect();
+                .collect::<Result<Vec<Endpoint>, PoolError>>()?;
             let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
-            Tier {
+            Ok(Tier {
                 name: t.name.clone(),
                 strategy: Strategy::new(&t.strategy, &weights, spec.hash_key.clone()),
                 endpoints,
-            }
+            })
         };
-        let tiers: Vec<Tier> = spec.tiers.iter().map(&mut tier).collect();
-        let backup = spec.backup.as_ref().map(&mut tier);
-        let canary = spec.canary.as_ref().map(|c| {
-            let strategy = spec
-                .tiers
-                .first()
-                .map_or("round-robin", |t| t.strategy.as_str());
-            Canary {
-                tier: tier(&TierSpec {
-                    name: "canary".into(),
-                    strategy: strategy.to_string(),
-                    targets: c.targets.clone(),
-                }),
-                spec: c.clone(),
-                rolled_back: AtomicBool::new(false),
-                window: Mutex::default(),
-            }
-        });
+        let tiers = spec
+            .tiers
+            .iter()
+            .map(&mut tier)
+            .collect::<Result<Vec<Tier>, PoolError>>()?;
+        let backup = spec.backup.as_ref().map(&mut tier).transpose()?;
+        let canary = spec
+            .canary
+            .as_ref()
+            .map(|c| {
+                let strategy = spec
+                    .tiers
+                    .first()
+                    .map_or("round-robin", |t| t.strategy.as_str());
+                Ok::<_, PoolError>(Canary {
+                    tier: tier(&TierSpec {
+                        name: "canary".into(),
+                        strategy: strategy.to_string(),
+                        targets: c.targets.clone(),
+                    })?,
+                    spec: c.clone(),
+                    rolled_back: AtomicBool::new(false),
+                    window: Mutex::default(),
+                })
+            })
+            .transpose()?;
+        for url in &unverified {
+            tracing::warn!(
+                route = route_id,
+                target = %url,
+                "upstreamTls.verify is false: the certificate of this https target is not verified"
+            );
+        }
         Ok(Pool {
             tiers,
             group_strategy: spec.group_strategy,
