@@ -20,6 +20,7 @@ use pingora::lb::health_check::{HealthCheck, HttpHealthCheck};
 use pingora::lb::{Backend, Extensions};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
 use super::endpoint::{now_ms, EndpointState};
@@ -40,7 +41,12 @@ pub struct HealthChecker {
     probes: Mutex<HashMap<ProbeKey, Arc<Probe>>>,
 }
 
-type ProbeKey = (SocketAddr, Arc<str>, HealthSpec);
+type ProbeKey = (
+    SocketAddr,
+    Arc<str>,
+    HealthSpec,
+    crate::upstream::target::TlsSpec,
+);
 
 /// A prepared check of one target.
 struct Probe {
@@ -74,10 +80,12 @@ impl HealthChecker {
             };
             for e in pool.endpoints() {
                 checked.insert(Arc::as_ptr(&e.state));
-                let key: ProbeKey = (e.addr, e.url.clone(), spec.clone());
+                let key: ProbeKey = (e.addr, e.url.clone(), spec.clone(), pool.spec().tls.clone());
                 let probe = probes
                     .entry(key.clone())
-                    .or_insert_with(|| Arc::new(Probe::new(e.addr, e.url.clone(), spec.clone())))
+                    .or_insert_with(|| {
+                        Arc::new(Probe::new(e.addr, e.url.clone(), spec.clone(), &e.peer))
+                    })
                     .clone();
                 used.insert(key);
                 if let Some(claim) = Claim::take(&e.state, spec.interval, now) {
@@ -200,8 +208,8 @@ impl Drop for Claim {
 }
 
 impl Probe {
-    fn new(addr: SocketAddr, url: Arc<str>, spec: HealthSpec) -> Probe {
-        let check = build_check(&spec, authority(&url));
+    fn new(addr: SocketAddr, url: Arc<str>, spec: HealthSpec, peer: &HttpPeer) -> Probe {
+        let check = build_check(&spec, authority(&url), peer);
         Probe {
             backend: Backend {
                 addr: pingora::protocols::l4::socket::SocketAddr::Inet(addr),
@@ -238,11 +246,15 @@ fn describe(e: &Error) -> String {
 
 /// Builds the Pingora check of one target: `GET <path>` with `Host: <host>`, a fresh connection
 /// each time, passing when the status is in the spec's set.
-fn build_check(spec: &HealthSpec, host: &str) -> Result<HttpHealthCheck, String> {
+fn build_check(spec: &HealthSpec, host: &str, peer: &HttpPeer) -> Result<HttpHealthCheck, String> {
     // `new` only sets a request we replace, with a host that cannot fail to parse.
     let mut check = HttpHealthCheck::new("localhost", false);
     check.req = request(&spec.path, host)?;
     check.reuse_connection = false;
+    // The target's own peer: TLS, SNI, verification and CA as requests use them; the check
+    // itself speaks HTTP/1.1.
+    check.peer_template = peer.clone();
+    check.peer_template.options.alpn = pingora::protocols::ALPN::H1;
     check.peer_template.options.connection_timeout = Some(spec.timeout);
     check.peer_template.options.read_timeout = Some(spec.timeout);
     check.peer_template.options.write_timeout = Some(spec.timeout);
