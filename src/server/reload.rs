@@ -119,8 +119,11 @@ pub fn spawn_triggers(reloader: Arc<Reloader>) -> std::io::Result<()> {
         .spawn(move || {
             let _watcher = watcher;
             // Certificate files are always watched: a renewed certificate is served without a
-            // restart. The watch follows the files of the current snapshot.
+            // restart. The watch follows the files of the current snapshot, through symlinks
+            // (certbot's live/ links, Kubernetes secret volumes): any change in the directories
+            // involved is checked against the files' contents.
             let mut cert_files = reloader.handle.load().cert_files.clone();
+            let mut cert_seen = fingerprint(&cert_files);
             let mut _cert_watcher = cert_watcher(&cert_files, cert_tx.clone());
             rt.block_on(async move {
                 loop {
@@ -138,15 +141,21 @@ pub fn spawn_triggers(reloader: Arc<Reloader>) -> std::io::Result<()> {
                             // A certificate and its key are often written one after the other.
                             tokio::time::sleep(Duration::from_millis(300)).await;
                             while cert_rx.try_recv().is_ok() {}
-                            reloader.reload_and_log("certificate file change");
+                            let seen = fingerprint(&cert_files);
+                            if seen != cert_seen {
+                                cert_seen = seen;
+                                reloader.reload_and_log("certificate file change");
+                            }
                         }
                         else => break,
                     }
+                    // Re-resolve after every event: symlinks may point elsewhere now.
                     let now = reloader.handle.load().cert_files.clone();
                     if now != cert_files {
-                        _cert_watcher = cert_watcher(&now, cert_tx.clone());
-                        cert_files = now;
+                        cert_seen = fingerprint(&now);
                     }
+                    _cert_watcher = cert_watcher(&now, cert_tx.clone());
+                    cert_files = now;
                 }
             });
         })?;
@@ -186,7 +195,14 @@ fn file_watcher(
     }
 }
 
-/// Watches the directories of `files` and signals a change to any of them.
+/// What the certificate files hold now (their contents, through symlinks), to tell a real
+/// change from other activity in their directories.
+fn fingerprint(files: &[std::path::PathBuf]) -> Vec<Option<Vec<u8>>> {
+    files.iter().map(|f| std::fs::read(f).ok()).collect()
+}
+
+/// Watches the directories of `files` — where they are configured and where their symlinks
+/// lead — and signals any change there.
 fn cert_watcher(
     files: &[std::path::PathBuf],
     tx: tokio::sync::mpsc::Sender<()>,
@@ -195,28 +211,34 @@ fn cert_watcher(
     if files.is_empty() {
         return None;
     }
-    let names: Vec<std::path::PathBuf> = files
-        .iter()
-        .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
-        .collect();
-    let wanted = names.clone();
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    for f in files {
+        let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+        if let Some(d) = abs.parent() {
+            dirs.push(d.to_path_buf());
+        }
+        if let Ok(real) = std::fs::canonicalize(f) {
+            if let Some(d) = real.parent() {
+                dirs.push(d.to_path_buf());
+            }
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(event) = res {
-            if event.kind.is_access() {
-                return;
-            }
-            if event.paths.iter().any(|p| wanted.iter().any(|w| w == p)) {
+            if !event.kind.is_access() {
                 let _ = tx.try_send(());
             }
         }
     })
     .ok()?;
-    let mut dirs: Vec<&std::path::Path> = names.iter().filter_map(|n| n.parent()).collect();
-    dirs.sort();
-    dirs.dedup();
-    for dir in dirs {
+    for dir in &dirs {
         if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
-            tracing::warn!("cannot watch {}: {e}; certificate changes there need a reload", dir.display());
+            tracing::warn!(
+                "cannot watch {}: {e}; certificate changes there need a reload",
+                dir.display()
+            );
         }
     }
     Some(watcher)
