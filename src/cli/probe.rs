@@ -3,20 +3,25 @@
 //! The config is loaded and validated as `conduit validate` does; then every target URL of every
 //! site (the `proxy` URL or prefixes, and `routes[].proxy`, with their `targets`, `groups`,
 //! `backup`, `canary` and `mirror`) is collected once, and all of them are probed at the same
-//! time: a TCP connect, then `GET <healthCheck.path or />` over HTTP/1.1, reading the status
-//! line. Any HTTP answer counts as reachable. Exit 0 when every target answered, 1 otherwise.
+//! time: a TCP connect, for an `https://` target a TLS handshake made the way the proxy makes it
+//! (Pingora's connector with the route's `upstreamTls`: verification, `serverName`, `ca`), then
+//! `GET <healthCheck.path or />` over HTTP/1.1, reading the status line. Any HTTP answer counts
+//! as reachable; a failed handshake is `TLS: <reason>`. Exit 0 when every target answered, 1
+//! otherwise.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use pingora::connectors::TransportConnector;
+use pingora::ErrorType;
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::config::{self, raw, LoadError};
-use crate::upstream::target::TargetUrl;
+use crate::upstream::target::{build_peer, CaBundle, TargetUrl, TlsSpec};
 
 /// The longest status line read from a target before it is called "not HTTP".
 const MAX_STATUS_LINE: u64 = 8192;
@@ -41,12 +46,45 @@ pub struct PlannedTarget {
     pub places: Vec<String>,
     /// Path requested: the first `healthCheck.path` of a route using it, else `/`.
     pub path: String,
+    /// The `upstreamTls` of the first route using it that sets one; used for `https://` URLs.
+    pub tls: Option<TlsSettings>,
+}
+
+/// A route's `upstreamTls` as the config spells it; the CA file is read when the probe runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `verify` (default true).
+    pub verify: Option<bool>,
+    /// `serverName`: SNI and the name checked (default: the URL's host).
+    pub server_name: Option<String>,
+    /// `ca`: PEM file of the CAs to trust instead of the system roots.
+    pub ca: Option<String>,
+}
+
+impl TlsSettings {
+    fn from_raw(t: &raw::UpstreamTls) -> TlsSettings {
+        TlsSettings {
+            verify: t.verify,
+            server_name: t.server_name.clone(),
+            ca: t.ca.clone(),
+        }
+    }
+
+    /// The spec the proxy would build: reads the CA file.
+    fn spec(&self) -> Result<TlsSpec, String> {
+        Ok(TlsSpec {
+            verify: self.verify.unwrap_or(true),
+            server_name: self.server_name.clone(),
+            ca: self.ca.as_deref().map(CaBundle::load).transpose()?,
+        })
+    }
 }
 
 /// What probing one target found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The target answered with this status line after `latency` (connect + status line).
+    /// The target answered with this status line after `latency` (connect, TLS handshake,
+    /// status line).
     Reachable { status: u16, latency: Duration },
     /// No HTTP answer; the short reason.
     Unreachable { error: String },
@@ -113,7 +151,7 @@ pub fn collect(cfg: &raw::RawConfig) -> Vec<PlannedTarget> {
     for (i, site) in cfg.sites.iter().enumerate() {
         let sp = format!("sites[{i}]");
         match &site.proxy {
-            Some(raw::Proxy::Single(url)) => c.add(url, &format!("{sp}.proxy"), None),
+            Some(raw::Proxy::Single(url)) => c.add(url, &format!("{sp}.proxy"), None, None),
             Some(raw::Proxy::Map(map)) => {
                 for (prefix, upstream) in map {
                     c.upstream(&format!("{sp}.proxy.{prefix}"), upstream);
@@ -140,10 +178,10 @@ struct Collector {
 impl Collector {
     fn upstream(&mut self, place: &str, upstream: &raw::Upstream) {
         match upstream {
-            raw::Upstream::Url(url) => self.add(url, place, None),
+            raw::Upstream::Url(url) => self.add(url, place, None, None),
             raw::Upstream::List(urls) => {
                 for url in urls {
-                    self.add(url, place, None);
+                    self.add(url, place, None, None);
                 }
             }
             raw::Upstream::Options(o) => self.options(place, o),
@@ -156,35 +194,50 @@ impl Collector {
             .health_check
             .as_ref()
             .map(|h| h.path.as_deref().unwrap_or("/"));
-        self.list(place, o.targets.as_deref(), health);
+        // Every target of the route, the mirror included, is reached with its `upstreamTls`.
+        let tls = o.upstream_tls.as_ref().map(TlsSettings::from_raw);
+        let tls = tls.as_ref();
+        self.list(place, o.targets.as_deref(), health, tls);
         for (k, group) in o.groups.iter().flatten().enumerate() {
             self.list(
                 &format!("{place}.groups[{k}]"),
                 Some(&group.targets),
                 health,
+                tls,
             );
         }
-        self.list(&format!("{place}.backup"), o.backup.as_deref(), health);
+        self.list(&format!("{place}.backup"), o.backup.as_deref(), health, tls);
         if let Some(canary) = &o.canary {
-            self.list(&format!("{place}.canary"), Some(&canary.targets), health);
+            self.list(
+                &format!("{place}.canary"),
+                Some(&canary.targets),
+                health,
+                tls,
+            );
         }
         if let Some(mirror) = &o.mirror {
             // The mirror is not health-checked; it is probed at `/`.
-            self.add(mirror, &format!("{place}.mirror"), None);
+            self.add(mirror, &format!("{place}.mirror"), None, tls);
         }
     }
 
-    fn list(&mut self, place: &str, targets: Option<&[raw::Target]>, health: Option<&str>) {
+    fn list(
+        &mut self,
+        place: &str,
+        targets: Option<&[raw::Target]>,
+        health: Option<&str>,
+        tls: Option<&TlsSettings>,
+    ) {
         for t in targets.unwrap_or_default() {
             let url = match t {
                 raw::Target::Url(u) => u,
                 raw::Target::Weighted(w) => &w.url,
             };
-            self.add(url, place, health);
+            self.add(url, place, health, tls);
         }
     }
 
-    fn add(&mut self, url: &str, place: &str, health: Option<&str>) {
+    fn add(&mut self, url: &str, place: &str, health: Option<&str>, tls: Option<&TlsSettings>) {
         if let Some(t) = self.index.get(url).and_then(|&i| self.targets.get_mut(i)) {
             if !t.places.iter().any(|p| p == place) {
                 t.places.push(place.to_string());
@@ -195,6 +248,10 @@ impl Collector {
                     t.path = h.to_string();
                 }
             }
+            // Likewise the first route that sets `upstreamTls` decides how it is reached.
+            if t.tls.is_none() {
+                t.tls = tls.cloned();
+            }
             return;
         }
         self.index.insert(url.to_string(), self.targets.len());
@@ -202,6 +259,7 @@ impl Collector {
             url: url.to_string(),
             places: vec![place.to_string()],
             path: health.unwrap_or("/").to_string(),
+            tls: tls.cloned(),
         });
     }
 }
@@ -211,26 +269,45 @@ fn run_probes(targets: &[PlannedTarget], timeout: Duration) -> std::io::Result<V
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // One connector (it loads the system roots once) for all `https://` targets, only if any.
+    let connector = targets
+        .iter()
+        .any(|t| crate::upstream::target::is_https(&t.url))
+        .then(|| TransportConnector::new(None));
     let outcomes = rt.block_on(futures::future::join_all(
-        targets.iter().map(|t| probe_one(&t.url, &t.path, timeout)),
+        targets
+            .iter()
+            .map(|t| probe_one(t, timeout, connector.as_ref())),
     ));
     // A resolver stuck past its deadline must not hold the process.
     rt.shutdown_background();
     Ok(outcomes)
 }
 
-/// Probes one target: resolve, connect, `GET path`, read the status line, all within `timeout`.
-pub async fn probe_one(url: &str, path: &str, timeout: Duration) -> Outcome {
-    match exchange(url, path, timeout).await {
+/// Probes one target: resolve, connect (and the TLS handshake of an `https://` target),
+/// `GET path`, read the status line, all within `timeout`. `connector` makes the TLS
+/// connections; without one an `https://` target gets a connector of its own.
+pub async fn probe_one(
+    target: &PlannedTarget,
+    timeout: Duration,
+    connector: Option<&TransportConnector>,
+) -> Outcome {
+    match exchange(target, timeout, connector).await {
         Ok((status, latency)) => Outcome::Reachable { status, latency },
         Err(error) => Outcome::Unreachable { error },
     }
 }
 
-async fn exchange(url: &str, path: &str, timeout: Duration) -> Result<(u16, Duration), String> {
+async fn exchange(
+    planned: &PlannedTarget,
+    timeout: Duration,
+    connector: Option<&TransportConnector>,
+) -> Result<(u16, Duration), String> {
     let deadline = tokio::time::Instant::now() + timeout;
     let ms = timeout.as_millis();
+    let url = planned.url.as_str();
     let target = TargetUrl::parse(url)?;
+    let tls = target.is_tls();
     let host = target.host.clone();
     let resolving = tokio::task::spawn_blocking(move || target.resolve());
     let addr = match tokio::time::timeout_at(deadline, resolving).await {
@@ -238,30 +315,43 @@ async fn exchange(url: &str, path: &str, timeout: Duration) -> Result<(u16, Dura
         Ok(Err(e)) => return Err(format!("cannot resolve `{host}`: {e}")),
         Ok(Ok(resolved)) => resolved?,
     };
-
-    let started = Instant::now();
-    let mut stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
-        Err(_) => return Err(format!("connect timed out after {ms} ms")),
-        Ok(Err(e)) => return Err(io_reason(&e)),
-        Ok(Ok(s)) => s,
-    };
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: conduit-probe\r\nAccept: */*\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: conduit-probe\r\nAccept: */*\r\n\r\n",
+        planned.path,
         authority(url)
     );
-    let answer = async {
-        stream.write_all(request.as_bytes()).await?;
-        let mut line = Vec::new();
-        BufReader::new(&mut stream)
-            .take(MAX_STATUS_LINE)
-            .read_until(b'\n', &mut line)
-            .await?;
-        Ok::<_, std::io::Error>(line)
-    };
-    let line = match tokio::time::timeout_at(deadline, answer).await {
-        Err(_) => return Err(format!("no response within {ms} ms")),
-        Ok(Err(e)) => return Err(io_reason(&e)),
-        Ok(Ok(line)) => line,
+
+    let started = Instant::now();
+    let line = if tls {
+        let spec = planned
+            .tls
+            .clone()
+            .unwrap_or_default()
+            .spec()
+            .map_err(|e| format!("TLS: {e}"))?;
+        // HTTP/1.1 only (ALPN `http/1.1`): the probe speaks nothing else.
+        let peer = build_peer(addr, url, &spec, false)?;
+        let own;
+        let connector = match connector {
+            Some(c) => c,
+            None => {
+                own = TransportConnector::new(None);
+                &own
+            }
+        };
+        let stream = match tokio::time::timeout_at(deadline, connector.new_stream(&peer)).await {
+            Err(_) => return Err(format!("connect timed out after {ms} ms")),
+            Ok(Err(e)) => return Err(connect_reason(&e)),
+            Ok(Ok(s)) => s,
+        };
+        status_line(stream, &request, deadline, ms).await?
+    } else {
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+            Err(_) => return Err(format!("connect timed out after {ms} ms")),
+            Ok(Err(e)) => return Err(io_reason(&e)),
+            Ok(Ok(s)) => s,
+        };
+        status_line(stream, &request, deadline, ms).await?
     };
     let latency = started.elapsed();
     if line.is_empty() {
@@ -273,9 +363,91 @@ async fn exchange(url: &str, path: &str, timeout: Duration) -> Result<(u16, Dura
     }
 }
 
+/// Writes `request` on `stream` and reads the first line of the answer by `deadline`.
+async fn status_line<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &str,
+    deadline: tokio::time::Instant,
+    ms: u128,
+) -> Result<Vec<u8>, String> {
+    let answer = async {
+        stream.write_all(request.as_bytes()).await?;
+        stream.flush().await?;
+        let mut line = Vec::new();
+        BufReader::new(&mut stream)
+            .take(MAX_STATUS_LINE)
+            .read_until(b'\n', &mut line)
+            .await?;
+        Ok::<_, std::io::Error>(line)
+    };
+    match tokio::time::timeout_at(deadline, answer).await {
+        Err(_) => Err(format!("no response within {ms} ms")),
+        Ok(Err(e)) => Err(io_reason(&e)),
+        Ok(Ok(line)) => Ok(line),
+    }
+}
+
+/// A short reason for a failed Pingora connect: `TLS: <why>` for a failed handshake (an
+/// untrusted or mismatched certificate, a peer that is not TLS), else the socket error.
+fn connect_reason(e: &pingora::Error) -> String {
+    match e.etype {
+        ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::TLSWantX509Lookup
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError => {
+            let context = e.context.as_ref().map(|c| c.as_str().to_string());
+            let why = context.unwrap_or_else(|| e.etype.as_str().to_string());
+            format!("TLS: {}", tls_reason(&why))
+        }
+        _ => {
+            if let Some(io) = e
+                .cause
+                .as_ref()
+                .and_then(|c| c.downcast_ref::<std::io::Error>())
+            {
+                return io_reason(io);
+            }
+            match e.etype {
+                ErrorType::ConnectRefused => "connection refused".to_string(),
+                ErrorType::ConnectTimedout => "connect timed out".to_string(),
+                ErrorType::ConnectNoRoute => "no route to host".to_string(),
+                _ => match &e.context {
+                    Some(c) => c.as_str().to_string(),
+                    None => e.etype.as_str().to_string(),
+                },
+            }
+        }
+    }
+}
+
+/// Pingora's `TLS connect() failed: <error>, SNI: <name>` as `<why> (SNI <name>)`, where `<why>`
+/// is the innermost cause of `<error>` (the rustls error, e.g. `invalid peer certificate: ...`).
+fn tls_reason(context: &str) -> String {
+    let text = context
+        .strip_prefix("TLS connect() failed: ")
+        .unwrap_or(context);
+    let (error, sni) = match text.rsplit_once(", SNI: ") {
+        Some((error, sni)) => (error, sni),
+        None => (text, ""),
+    };
+    let why = error
+        .rsplit_once(" cause: ")
+        .map_or(error, |(_, cause)| cause)
+        .trim();
+    if sni.is_empty() {
+        why.to_string()
+    } else {
+        format!("{why} (SNI {sni})")
+    }
+}
+
 /// `host[:port]` exactly as the URL spells it, for the `Host` header.
 fn authority(url: &str) -> &str {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
     rest.strip_suffix('/').unwrap_or(rest)
 }
 
@@ -472,6 +644,53 @@ sites:
     }
 
     #[test]
+    fn the_first_upstream_tls_of_a_target_applies() {
+        let c = cfg(r#"
+sites:
+  - proxy:
+      /a: https://a:1
+      /b:
+        targets: [https://a:1, https://b:1]
+        mirror: https://m:1
+        upstreamTls: {ca: /ca.pem, serverName: api.internal}
+      /c: {targets: [https://b:1], upstreamTls: {verify: false}}
+"#);
+        let t = collect(&c);
+        let want = TlsSettings {
+            verify: None,
+            server_name: Some("api.internal".into()),
+            ca: Some("/ca.pem".into()),
+        };
+        assert_eq!(t.len(), 3);
+        assert_eq!(t[0].url, "https://a:1");
+        assert_eq!(t[0].tls.as_ref(), Some(&want));
+        assert_eq!(t[1].url, "https://b:1");
+        assert_eq!(t[1].tls.as_ref(), Some(&want));
+        assert_eq!(t[2].url, "https://m:1");
+        assert_eq!(t[2].tls.as_ref(), Some(&want));
+    }
+
+    #[test]
+    fn tls_reasons_are_short() {
+        assert_eq!(
+            tls_reason("TLS connect() failed: invalid peer certificate: UnknownIssuer, SNI: a.b"),
+            "invalid peer certificate: UnknownIssuer (SNI a.b)"
+        );
+        assert_eq!(tls_reason("TLS connect() failed: eof, SNI: "), "eof");
+        assert_eq!(
+            tls_reason(
+                "TLS connect() failed:  TLSHandshakeFailure context: tls connect error cause: \
+                 invalid peer certificate: UnknownIssuer, SNI: localhost"
+            ),
+            "invalid peer certificate: UnknownIssuer (SNI localhost)"
+        );
+        assert_eq!(
+            tls_reason("per-peer CA list is empty"),
+            "per-peer CA list is empty"
+        );
+    }
+
+    #[test]
     fn status_lines() {
         assert_eq!(status_code(b"HTTP/1.1 200 OK\r\n"), Some(200));
         assert_eq!(status_code(b"HTTP/1.0 503\r\n"), Some(503));
@@ -485,6 +704,8 @@ sites:
         assert_eq!(authority("http://up:4000"), "up:4000");
         assert_eq!(authority("http://up/"), "up");
         assert_eq!(authority("http://[::1]:81"), "[::1]:81");
+        assert_eq!(authority("https://api.internal:8443"), "api.internal:8443");
+        assert_eq!(authority("https://api.internal/"), "api.internal");
     }
 
     #[test]
@@ -494,11 +715,13 @@ sites:
                 url: "http://a:1".into(),
                 places: vec!["sites[0].proxy".into()],
                 path: "/".into(),
+                tls: None,
             },
             PlannedTarget {
                 url: "http://longer:2".into(),
                 places: vec!["sites[0].proxy./api".into()],
                 path: "/".into(),
+                tls: None,
             },
         ];
         let outcomes = vec![
@@ -537,12 +760,13 @@ sites:
             .local_addr()
             .unwrap()
             .port();
-        let o = probe_one(
-            &format!("http://127.0.0.1:{port}"),
-            "/",
-            Duration::from_secs(2),
-        )
-        .await;
+        let target = PlannedTarget {
+            url: format!("http://127.0.0.1:{port}"),
+            places: vec![],
+            path: "/".into(),
+            tls: None,
+        };
+        let o = probe_one(&target, Duration::from_secs(2), None).await;
         assert_eq!(
             o,
             Outcome::Unreachable {
