@@ -1170,6 +1170,21 @@ async fn http_redirect_port_answers_301_to_https() {
             .unwrap_or_else(|| panic!("no Location in {answer}"));
         assert_eq!(got, location);
     }
+    // A client that is slow to send its request (any real client over a network) is answered
+    // too: the redirect port has the normal request-head deadline.
+    let answer = blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", redirect)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        s.write_all(b"GET /late HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .await;
+    assert_eq!(raw_status(&answer), 301, "{answer}");
     assert_eq!(up.count(), 0, "a redirect reached the upstream");
     // The TLS port itself serves.
     let r = get(port, Some("a.test"), &Opts::verify(&pki), "a.test", "/")

@@ -88,7 +88,13 @@ pub fn compile(
         match &raw_site.tls {
             Some(t) => {
                 let tp = join(&prefix, "tls");
-                match tls::compile_site_tls(t, raw_site.http2.as_ref(), &host, &tp) {
+                match tls::compile_site_tls(
+                    t,
+                    raw_site.http2.as_ref(),
+                    &host,
+                    &tp,
+                    mode == Mode::Serve,
+                ) {
                     Ok(st) => {
                         cert_files.extend(st.files.iter().cloned());
                         tls_sites.entry(port).or_default().push(st);
@@ -170,7 +176,11 @@ pub fn compile(
         }
     }
     for (redirect, https, path) in redirects {
-        let entry = ports.entry(redirect).or_default();
+        let entry = ports.entry(redirect).or_insert_with(|| PortSites {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            ..PortSites::default()
+        });
         match entry.redirect_https {
             _ if entry.tls.is_some()
                 || entry.any.is_some()

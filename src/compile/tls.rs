@@ -35,6 +35,7 @@ pub(crate) fn compile_site_tls(
     http2: Option<&raw::Http2>,
     host: &str,
     path: &str,
+    serve: bool,
 ) -> Result<SiteTls, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut files = Vec::new();
@@ -74,6 +75,8 @@ pub(crate) fn compile_site_tls(
             Err(e) => errors.push(e),
         }
     }
+    // `acme`: the stored certificate, or a temporary one until it is issued.
+    let own = own.or_else(|| crate::ext::acme_hooks::site_certificate(t, host, serve, &mut files));
     if let Some(ca) = t.client_auth.as_ref().map(|c| &c.ca) {
         files.push(PathBuf::from(ca));
     }

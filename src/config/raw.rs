@@ -212,7 +212,31 @@ pub struct Tls {
     pub ciphers: Option<Vec<String>>,
     /// Client certificates (mTLS).
     pub client_auth: Option<ClientAuth>,
-    pub acme: Later,
+    /// Certificates for the site's host from an ACME CA (Let's Encrypt by default), issued and
+    /// renewed in the background (feature `acme`).
+    pub acme: Option<Acme>,
+}
+
+/// `tls.acme`: automatic certificates for the site's host (an exact DNS name).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Acme {
+    /// Contact address of the CA account (`ops@example.com`).
+    pub email: Option<String>,
+    /// ACME directory URL (default: Let's Encrypt production,
+    /// `https://acme-v02.api.letsencrypt.org/directory`).
+    pub directory: Option<String>,
+    /// Directory for the account and the certificates, `<host>.crt` / `<host>.key` (default
+    /// `./acme`, relative to the working directory).
+    pub storage: Option<String>,
+    /// How the CA checks control of the host: `http-01` (plain HTTP, port 80) or `tls-alpn-01`
+    /// (the TLS port, 443) (default `http-01`).
+    pub challenge: Option<String>,
+    /// PEM file of the root that signs the ACME server's own HTTPS certificate, for a private
+    /// or test CA (default: the system roots).
+    pub ca_root: Option<String>,
+    /// Renew when fewer days than this remain (default 30).
+    pub renew_before_days: Option<u32>,
 }
 
 /// One certificate of `tls.certificates`.

@@ -85,6 +85,8 @@ pub fn validate(cfg: &LoadedConfig) -> Vec<ConfigError> {
             );
         }
     }
+    // `tls.acme` of every site (checks across sites; "not compiled in" without the feature).
+    v.errors.extend(crate::ext::acme_hooks::validate(cfg));
     v.errors
 }
 
@@ -612,10 +614,14 @@ impl Validator {
             (Some(_), Some(_)) => {}
             (Some(_), None) => self.err(&join(p, "key"), "missing: `cert` needs its `key`"),
             (None, Some(_)) => self.err(&join(p, "cert"), "missing: `key` needs its `cert`"),
-            (None, None) if t.certificates.as_ref().is_none_or(Vec::is_empty) => self.err(
-                p,
-                "no certificate: set `cert` and `key`, or list `certificates`",
-            ),
+            (None, None)
+                if t.acme.is_none() && t.certificates.as_ref().is_none_or(Vec::is_empty) =>
+            {
+                self.err(
+                    p,
+                    "no certificate: set `cert` and `key`, list `certificates`, or use `acme`",
+                )
+            }
             (None, None) => {}
         }
         for (i, c) in t.certificates.iter().flatten().enumerate() {
@@ -673,7 +679,6 @@ impl Validator {
                 );
             }
         }
-        self.later(p, "acme", &t.acme);
     }
 
     fn http2(&mut self, p: &str, h: &raw::Http2, tls: bool) {
@@ -947,16 +952,10 @@ mod tests {
 
     #[test]
     fn later_fields_are_rejected_by_path() {
-        let errs = check(
-            "proxy:\n  /api:\n    targets: [http://a:1]\n    cache: {ttl: 2}\ntls: {cert: a, acme: {email: x}}\n",
-        );
+        let errs = check("proxy:\n  /api:\n    targets: [http://a:1]\n    cache: {ttl: 2}\n");
         assert!(
             errs.iter()
                 .any(|e| e.starts_with("proxy./api.cache: not supported yet")),
-            "{errs:?}"
-        );
-        assert!(
-            errs.iter().any(|e| e.starts_with("tls.acme: not supported yet")),
             "{errs:?}"
         );
     }

@@ -287,6 +287,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // A pending ACME HTTP-01 challenge is answered before any site or redirect.
+        if crate::ext::acme_hooks::answer_http01(session).await? {
+            return Ok(true);
+        }
         client_cert_headers(session, &ctx.snapshot);
         ctx.request_id = session
             .req_header()

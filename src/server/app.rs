@@ -11,11 +11,11 @@ use pingora::server::ShutdownWatch;
 
 use super::connections::CONNECTIONS;
 use super::guard::GuardedStream;
-use crate::tls::client_cert;
-use crate::tls::stream::{Boxed, PriorKnowledgeH2};
 use crate::compile::{DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 use crate::proxy::Gateway;
 use crate::snapshot::SnapshotHandle;
+use crate::tls::client_cert;
+use crate::tls::stream::{Boxed, PriorKnowledgeH2};
 
 /// Pingora's HTTP proxy with Conduit's connection guard in front.
 pub struct GatewayApp {

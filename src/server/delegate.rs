@@ -76,9 +76,7 @@ macro_rules! delegate_ssl {
             fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
                 pingora::protocols::Ssl::get_ssl(&*self.$field)
             }
-            fn get_ssl_digest(
-                &self,
-            ) -> Option<std::sync::Arc<pingora::protocols::tls::SslDigest>> {
+            fn get_ssl_digest(&self) -> Option<std::sync::Arc<pingora::protocols::tls::SslDigest>> {
                 pingora::protocols::Ssl::get_ssl_digest(&*self.$field)
             }
             fn selected_alpn_proto(&self) -> Option<pingora::protocols::ALPN> {

@@ -129,6 +129,8 @@ pub fn run(path: &Path) -> Result<(), StartError> {
         crate::upstream::health::HealthChecker::new(registries.clone()),
     ));
 
+    crate::ext::acme_hooks::add_service(&mut server, handle.clone(), path);
+
     let reloader = Arc::new(Reloader::new(
         handle.clone(),
         registries.clone(),

@@ -52,9 +52,11 @@ impl PortTls {
     pub fn build(policy: &TlsPolicy, resolver: SniResolver) -> Result<PortTls, String> {
         let mut provider = rustls::crypto::ring::default_provider();
         if !policy.ciphers.is_empty() {
-            provider
-                .cipher_suites
-                .retain(|s| s.suite().as_str().is_some_and(|n| policy.ciphers.iter().any(|c| c == n)));
+            provider.cipher_suites.retain(|s| {
+                s.suite()
+                    .as_str()
+                    .is_some_and(|n| policy.ciphers.iter().any(|c| c == n))
+            });
         }
         let versions: Vec<&'static SupportedProtocolVersion> = if policy.versions.is_empty() {
             vec![&rustls::version::TLS13, &rustls::version::TLS12]
@@ -82,7 +84,8 @@ impl PortTls {
                         .add(cert)
                         .map_err(|e| format!("`{ca}`: not a usable CA certificate: {e}"))?;
                 }
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
                 let verifier = if *optional {
                     verifier.allow_unauthenticated()
                 } else {
@@ -101,6 +104,7 @@ impl PortTls {
         } else {
             vec![b"http/1.1".to_vec()]
         };
+        crate::ext::acme_hooks::add_alpn(&mut config.alpn_protocols);
         Ok(PortTls {
             acceptor: Acceptor::from_server_config(Arc::new(config)),
             policy: policy.clone(),
@@ -119,7 +123,11 @@ pub fn check_policy(versions: &[String], ciphers: &[String]) -> Result<(), Strin
     let chosen: Vec<_> = provider
         .cipher_suites
         .iter()
-        .filter(|s| s.suite().as_str().is_some_and(|n| ciphers.iter().any(|c| c == n)))
+        .filter(|s| {
+            s.suite()
+                .as_str()
+                .is_some_and(|n| ciphers.iter().any(|c| c == n))
+        })
         .collect();
     let has = |v: &'static SupportedProtocolVersion| chosen.iter().any(|s| s.version() == v);
     for (wanted, version, name) in [

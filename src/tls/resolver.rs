@@ -68,6 +68,10 @@ impl SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // An ACME CA validating a pending TLS-ALPN-01 challenge gets the challenge certificate.
+        if let Some(ck) = crate::ext::acme_hooks::tls_alpn01_certificate(&hello) {
+            return Some(ck);
+        }
         self.pick(hello.server_name())
     }
 }
