@@ -19,6 +19,33 @@
 #                                   least-conn4: four upstream targets (one nginx listening on four
 #                                   ports), Conduit `strategy: least-conn` vs nginx `least_conn`
 #                                   (the floor has one target only, so it is left out)
+#                                   tls-keepalive: wrk over https (HTTP/1.1, keep-alive); Conduit and
+#                                   nginx terminate TLS with the same ECDSA P-256 certificate
+#                                   (made by the script) and proxy to the plain upstream
+#                                   tls-handshake: one new TCP connection and one full TLS handshake
+#                                   per request (HTTP/1.1): h2load --h1 opening HANDSHAKE_RATE
+#                                   connections a second, one request each (open loop: req/s is the
+#                                   offered rate while the proxy keeps up; h2load keeps no TLS
+#                                   sessions, so no handshake is resumed)
+#                                   tls-resume: wrk -H 'Connection: close', a new connection per
+#                                   request (closed loop); wrk offers the session ticket of the
+#                                   previous connection, and both proxies accept it, so these are
+#                                   TLS 1.3 resumptions (PSK + ECDHE, no certificate signature)
+#                                   h2: h2load over TLS, ALPN h2, -c H2_CONNECTIONS -m H2_STREAMS
+#                                   (the floor has no TLS, so the TLS scenarios leave it out)
+#   HANDSHAKE_RATE=500              new connections (= requests) per second (SCENARIO=tls-handshake;
+#                                   on 2 vCPUs h2load cannot open many more with full handshakes)
+#   H2_CONNECTIONS=10 H2_STREAMS=5  h2load -c and -m (SCENARIO=h2): 50 requests in flight like the
+#                                   other scenarios, fewer than nginx's 64 (`keepalive 64`) and
+#                                   Conduit's 128 (pool.maxIdle) idle upstream connections; with more
+#                                   in flight both proxies open and close upstream connections all
+#                                   the time (conn/req in the report shows it)
+#
+# Prerequisites (installed with apt-get when missing): wrk, nginx, curl, taskset, pgrep; for the TLS
+# scenarios openssl, and h2load (Debian package nghttp2-client) for h2 and tls-handshake. They need an
+# nginx built with http_ssl_module and http_v2_module (checked with `nginx -V`): on Debian 12
+# `nginx-light` is a transitional package that pulls in `nginx` (1.22.1), which has both; where an
+# nginx without them is installed, install Debian's `nginx` package (or nginx-core/nginx-full).
 set -euo pipefail
 
 die() { echo "bench/run.sh: error: $*" >&2; exit 1; }
@@ -40,11 +67,19 @@ PROXY_ENV=${PROXY_ENV:-}
 FLOOR_WORK_STEALING=${FLOOR_WORK_STEALING:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SCENARIO=${SCENARIO:-single}
+H2_CONNECTIONS=${H2_CONNECTIONS:-10}
+H2_STREAMS=${H2_STREAMS:-5}
+HANDSHAKE_RATE=${HANDSHAKE_RATE:-500}
+TLS=0
+H2LOAD=0 # 1: the load generator is h2load (h2, tls-handshake), else wrk
 case $SCENARIO in
     single) ;;
     least-conn4) PROXIES=${PROXIES/floor/} ;;
-    *) die "unknown SCENARIO '$SCENARIO' (expected single or least-conn4)" ;;
+    tls-keepalive | tls-resume) TLS=1 PROXIES=${PROXIES/floor/} ;;
+    tls-handshake | h2) TLS=1 H2LOAD=1 PROXIES=${PROXIES/floor/} ;;
+    *) die "unknown SCENARIO '$SCENARIO' (expected single, least-conn4, tls-keepalive, tls-resume, tls-handshake or h2)" ;;
 esac
+[ "$HANDSHAKE_RATE" -ge 100 ] 2>/dev/null || die "HANDSHAKE_RATE must be an integer >= 100"
 
 # --- prerequisites -----------------------------------------------------------------------------
 
@@ -54,6 +89,10 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v taskset >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v pgrep >/dev/null 2>&1 || need_pkgs+=(procps)
+if [ "$TLS" = 1 ]; then
+    command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+    [ "$H2LOAD" != 1 ] || command -v h2load >/dev/null 2>&1 || need_pkgs+=(nghttp2-client)
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     command -v apt-get >/dev/null 2>&1 || die "missing ${need_pkgs[*]} and no apt-get to install them"
     SUDO=""
@@ -64,6 +103,13 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
         die "apt-get install ${need_pkgs[*]} failed"
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [ "$TLS" = 1 ]; then
+    NGINX_V=$("$NGINX" -V 2>&1) || die "$NGINX -V failed: $NGINX_V"
+    for m in http_ssl_module http_v2_module; do
+        grep -q -- "--with-$m" <<<"$NGINX_V" ||
+            die "$NGINX is built without $m (SCENARIO=$SCENARIO needs it): install Debian's nginx package"
+    done
+fi
 CLK_TCK=$(getconf CLK_TCK)
 NCPU=$(nproc)
 [ "$PROXY_CPU" -lt "$NCPU" ] && [ "$LOAD_CPU" -lt "$NCPU" ] ||
@@ -88,6 +134,12 @@ fi
 for p in "$PROXY_PORT" "$UPSTREAM_PORT"; do
     ! port_busy "$p" || die "port $p on 127.0.0.1 is in use (set PROXY_PORT / UPSTREAM_PORT)"
 done
+# TLS scenarios: the upstream nginx also terminates TLS on this port, for the load-side ceiling only.
+UPSTREAM_TLS_PORT=""
+if [ "$TLS" = 1 ]; then
+    UPSTREAM_TLS_PORT=$(free_port "$PROXY_PORT")
+    while [ "$UPSTREAM_TLS_PORT" = "$UPSTREAM_PORT" ]; do UPSTREAM_TLS_PORT=$(free_port "$PROXY_PORT"); done
+fi
 read -r LOAD1 _ </proc/loadavg
 awk -v l="$LOAD1" 'BEGIN {exit !(l > 0.5)}' &&
     log "warning: load average is $LOAD1; other work on this machine skews the numbers"
@@ -111,6 +163,7 @@ taskset -cp "$LOAD_CPU" $$ >/dev/null || die "taskset -cp $LOAD_CPU failed"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/conduit-bench.XXXXXX")
 PIDS=()
+SCHEME=http
 
 stop_pid() {
     local pid=$1 i
@@ -166,12 +219,12 @@ http_ok() {
     [[ $line == "HTTP/1."?" 200"* ]]
 }
 
-# wait_ok PORT PID TIMEOUT_S: polls GET / until it answers 200 "ok"; fails if PID dies.
+# wait_ok PORT PID TIMEOUT_S [SCHEME]: polls GET / until it answers 200 "ok"; fails if PID dies.
 wait_ok() {
-    local port=$1 pid=$2 deadline=$(($(date +%s) + $3))
+    local port=$1 pid=$2 deadline=$(($(date +%s) + $3)) scheme=${4:-http}
     while true; do
-        if taskset -c "$LOAD_CPU" curl -s -o /dev/null --max-time 1 -w '%{http_code}' \
-            "http://127.0.0.1:$port/" 2>/dev/null | grep -qx 200; then
+        if taskset -c "$LOAD_CPU" curl -sk -o /dev/null --max-time 1 -w '%{http_code}' \
+            "$scheme://127.0.0.1:$port/" 2>/dev/null | grep -qx 200; then
             return 0
         fi
         kill -0 "$pid" 2>/dev/null || return 1
@@ -212,6 +265,23 @@ EOF
         die "nginx config in $dir rejected: $(cat "$dir/check.log")"
 }
 
+# --- TLS certificate (TLS scenarios) ------------------------------------------------------------
+
+# One self-signed ECDSA P-256 certificate, served by Conduit, by nginx as a proxy and by the
+# upstream's TLS listener (ceiling only). The load generators do not verify it.
+NGINX_TLS=""
+if [ "$TLS" = 1 ]; then
+    SCHEME=https
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$TMP/key.pem" -out "$TMP/cert.pem" >"$TMP/openssl.log" 2>&1 ||
+        die "openssl req failed: $(cat "$TMP/openssl.log")"
+    # The same protocol versions as Conduit's default; both offer h2 and http/1.1 by ALPN.
+    NGINX_TLS="        ssl_certificate $TMP/cert.pem;
+        ssl_certificate_key $TMP/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;"
+fi
+
 # --- upstream ----------------------------------------------------------------------------------
 
 UPSTREAM_LISTEN="        listen 127.0.0.1:$UPSTREAM_PORT;"
@@ -220,6 +290,11 @@ if [ "$SCENARIO" = least-conn4 ]; then
         UPSTREAM_LISTEN="$UPSTREAM_LISTEN
         listen 127.0.0.1:$((UPSTREAM_PORT + k));"
     done
+fi
+if [ "$TLS" = 1 ]; then
+    UPSTREAM_LISTEN="$UPSTREAM_LISTEN
+        listen 127.0.0.1:$UPSTREAM_TLS_PORT ssl http2;
+$NGINX_TLS"
 fi
 nginx_conf "$TMP/upstream" "    server {
 $UPSTREAM_LISTEN
@@ -258,6 +333,12 @@ sites:
   - port: $PROXY_PORT
     proxy: http://127.0.0.1:$UPSTREAM_PORT
 EOF
+    if [ "$TLS" = 1 ]; then
+        # HTTP/2 by ALPN is on by default (http2.enabled), like `http2` on nginx's listen below.
+        cat >>"$TMP/conduit.yaml" <<EOF
+    tls: {cert: $TMP/cert.pem, key: $TMP/key.pem}
+EOF
+    fi
     NGINX_SERVERS="        server 127.0.0.1:$UPSTREAM_PORT;"
 fi
 "$CONDUIT" validate -c "$TMP/conduit.yaml" >"$TMP/validate.log" 2>&1 ||
@@ -269,7 +350,8 @@ $NGINX_SERVERS
         keepalive_requests 100000000;
     }
     server {
-        listen 127.0.0.1:$PROXY_PORT;
+        listen 127.0.0.1:$PROXY_PORT${NGINX_TLS:+ ssl http2};
+$NGINX_TLS
         location / {
             proxy_pass http://up;
             proxy_http_version 1.1;
@@ -308,15 +390,107 @@ stop_proxy() {
     die "port $PROXY_PORT still answers after stopping the proxy"
 }
 
-# run_wrk DURATION OUTFILE
-run_wrk() {
+# dur_secs DURATION (wrk style: 10, 10s, 2m, 1h) -> whole seconds
+dur_secs() {
+    awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
+        if (u == "" || u == "s") m = 1; else if (u == "m") m = 60; else if (u == "h") m = 3600; else m = -1;
+        if (m < 0 || n <= 0) exit 1; s = int(n * m + 0.5); print (s < 1 ? 1 : s) }' ||
+        die "cannot read duration '$1' (use e.g. 10s or 2m)"
+}
+
+# The scenario's load generator, as the log and the report show it.
+case $SCENARIO in
+    h2) LOAD_DESC="h2load -t1 -c$H2_CONNECTIONS -m$H2_STREAMS -D$DURATION (TLS, ALPN h2)" ;;
+    tls-handshake) LOAD_DESC="h2load --h1 -t1, $HANDSHAKE_RATE new TLS connections/s for $DURATION, 1 request each (full handshakes)" ;;
+    tls-resume) LOAD_DESC="wrk -t1 -c$CONNECTIONS -d$DURATION -H 'Connection: close' (https, HTTP/1.1, resumed TLS sessions)" ;;
+    tls-keepalive) LOAD_DESC="wrk -t1 -c$CONNECTIONS -d$DURATION (https, HTTP/1.1 keep-alive)" ;;
+    *) LOAD_DESC="wrk -t1 -c$CONNECTIONS -d$DURATION" ;;
+esac
+
+# run_load PORT DURATION OUTFILE: the scenario's load generator against 127.0.0.1:PORT, on LOAD_CPU.
+run_load() {
+    local url="$SCHEME://127.0.0.1:$1/" cmd per n
+    case $SCENARIO in
+        h2) cmd=(h2load -t1 -c"$H2_CONNECTIONS" -m"$H2_STREAMS" -D"$2" "$url") ;;
+        tls-handshake)
+            # Open loop: every 10 ms h2load opens HANDSHAKE_RATE/100 new connections (small batches:
+            # larger ones queue behind each other's handshakes), each sends one request and is
+            # closed; -c = -n = all the connections of the run.
+            per=$(((HANDSHAKE_RATE + 50) / 100))
+            n=$((per * 100 * $(dur_secs "$2")))
+            cmd=(h2load --h1 -t1 -c"$n" -n"$n" -r"$per" --rate-period=10ms "$url")
+            ;;
+        # wrk reconnects after each response that ends its connection: one handshake per request.
+        tls-resume) cmd=(wrk -t1 -c"$CONNECTIONS" -d"$2" --latency -H "Connection: close" "$url") ;;
+        *) cmd=(wrk -t1 -c"$CONNECTIONS" -d"$2" --latency "$url") ;;
+    esac
     # In the background + wait, so that Ctrl-C / TERM reach the trap at once.
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$1" --latency "http://127.0.0.1:$PROXY_PORT/" >"$2" 2>&1 &
+    taskset -c "$LOAD_CPU" "${cmd[@]}" >"$3" 2>&1 &
     local w=$! rc=0
     PIDS+=("$w")
     wait "$w" || rc=$?
     forget_pid "$w"
-    [ "$rc" -eq 0 ] || die "wrk failed (exit $rc): $(cat "$2")"
+    [ "$rc" -eq 0 ] || die "${cmd[0]} failed (exit $rc): $(cat "$3")"
+}
+
+# parse_load OUTFILE NAME: reads run_load's output into L_REQS (responses), L_SECS (measured
+# seconds), L_RPS, L_LAT1 and L_LAT2 (µs: wrk p50 and p99; h2load, which has no percentiles, the
+# mean and the standard deviation), L_TLS (h2load); warns about errors.
+parse_load() {
+    local out=$1 name=$2 bad
+    if [ "$H2LOAD" = 1 ]; then
+        local proto=h2
+        [ "$SCENARIO" = h2 ] || proto=http/1.1
+        grep -q "^Application protocol: $proto\$" "$out" ||
+            die "$name: h2load did not negotiate $proto: $(grep -E 'protocol|No protocol' "$out" | paste -sd';')"
+        L_REQS=$(awk '/^requests:/ {for (i = 2; i < NF; i++) if ($(i + 1) ~ /^done/) print $i; exit}' "$out")
+        [ -n "$L_REQS" ] && [ "$L_REQS" -gt 0 ] || die "$name: h2load completed no requests: $(cat "$out")"
+        bad=$(awk '/^requests:/ {for (i = 2; i < NF; i++) if ($(i + 1) ~ /^(failed|errored|timeout)/ && $i > 0)
+            printf "%s %s ", $i, $(i + 1)} /^status codes:/ {for (i = 3; i < NF; i++)
+            if ($(i + 1) ~ /^[345]xx/ && $i > 0) printf "%s %s ", $i, $(i + 1)}' "$out")
+        [ -z "$bad" ] || log "warning: $name: h2load: $bad"
+        L_SECS=$(awk '/^finished in/ {v = $3; sub(/,$/, "", v); n = v + 0; if (v ~ /ms$/) n /= 1000;
+            else if (v ~ /m$/) n *= 60; print n; exit}' "$out")
+        L_RPS=$(awk '/^finished in/ {printf "%.0f", $4; exit}' "$out")
+        # Request time; with a connection per request, time to the first byte from the start of
+        # the connection (connect + handshake + request).
+        local line="time for request:"
+        [ "$SCENARIO" != tls-handshake ] || line="time to 1st byte:"
+        L_LAT1=$(to_us "$(awk -v l="$line" 'index($0, l) == 1 {$0 = substr($0, length(l) + 1); print $3; exit}' "$out")")
+        L_LAT2=$(to_us "$(awk -v l="$line" 'index($0, l) == 1 {$0 = substr($0, length(l) + 1); print $4; exit}' "$out")")
+        L_TLS=$(awk -F': ' '/^TLS Protocol:/ {p = $2} /^Cipher:/ {c = $2} /^Server Temp Key:/ {k = $2}
+            /^Application protocol:/ {a = $2} END {printf "%s / %s / %s, ALPN %s", p, c, k, a}' "$out")
+        if [ "$SCENARIO" = tls-handshake ] &&
+            awk -v r="$L_RPS" -v want="$HANDSHAKE_RATE" 'BEGIN {exit !(r < 0.95 * want)}'; then
+            log "warning: $name: $L_RPS req/s, below the offered $HANDSHAKE_RATE/s: it (or the load side) is saturated"
+        fi
+    else
+        L_REQS=$(awk '/requests in/ {print $1; exit}' "$out")
+        [ -n "$L_REQS" ] && [ "$L_REQS" -gt 0 ] || die "$name: wrk completed no requests: $(cat "$out")"
+        if grep -qE 'Non-2xx|Socket errors' "$out"; then
+            log "warning: $name: $(grep -E 'Non-2xx|Socket errors' "$out" | tr -s ' ' | paste -sd';')"
+        fi
+        L_SECS=$(awk '/requests in/ {v = $4; sub(/,$/, "", v); n = v + 0; if (v ~ /ms$/) n /= 1000;
+            else if (v ~ /m$/) n *= 60; print n; exit}' "$out")
+        L_RPS=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
+        L_LAT1=$(to_us "$(awk '$1 == "50%" {print $2}' "$out")")
+        L_LAT2=$(to_us "$(awk '$1 == "99%" {print $2}' "$out")")
+    fi
+}
+
+# tcp_passive_opens -> connections accepted so far on this machine (all sockets; /proc/net/snmp)
+tcp_passive_opens() {
+    awk '$1 == "Tcp:" {if (!h) {for (i = 2; i <= NF; i++) if ($i == "PassiveOpens") c = i; h = 1}
+        else {print $c; exit}}' /proc/net/snmp
+}
+
+# tls_info PORT -> "TLSv1.3 / TLS_AES_256_GCM_SHA384, ALPN h2" as curl negotiates it (wrk uses the
+# same OpenSSL defaults but offers no ALPN, so it speaks HTTP/1.1)
+tls_info() {
+    taskset -c "$LOAD_CPU" curl -skv -o /dev/null --max-time 2 "https://127.0.0.1:$1/" 2>&1 |
+        awk '/SSL connection using/ {sub(/.*SSL connection using /, ""); t = $0}
+            /ALPN: server accepted/ || /ALPN, server accepted/ {a = $NF}
+            END {printf "%s, ALPN %s", t, (a == "" ? "none" : a)}'
 }
 
 # to_us VALUE_WITH_UNIT (wrk's 1.23ms / 456.00us / 1.02s) -> microseconds
@@ -332,14 +506,16 @@ to_us() {
 cpu_line() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat; }
 
 # Results, keyed "name#round".
-declare -A RPS P50 P99 CPU_US CPU_PCT OTHER_PCT STEAL_PCT RSS RSS_AFTER START_MS
+declare -A RPS P50 P99 CPU_US CPU_PCT OTHER_PCT STEAL_PCT RSS RSS_AFTER START_MS CONN TLS_INFO
 
-# measure NAME ROUND: one warm-up and one measured wrk run against a fresh NAME.
+# measure NAME ROUND: one warm-up and one measured load run against a fresh NAME.
 measure() {
-    local name=$1 k=$1#$2 out=$TMP/wrk-$1-$2.txt
+    local name=$1 k=$1#$2 out=$TMP/load-$1-$2.txt
     log "$name (round $2): starting on CPU $PROXY_CPU"
     start_proxy "$name"
-    wait_ok "$PROXY_PORT" "$PROXY_MAIN" 10 || die "$name did not start or does not proxy (see its log in $TMP)"
+    wait_ok "$PROXY_PORT" "$PROXY_MAIN" 10 "$SCHEME" ||
+        die "$name did not start or does not proxy (see its log in $TMP)"
+    [ "$TLS" != 1 ] || [ -n "${TLS_INFO[$name]:-}" ] || TLS_INFO[$name]="$(tls_info "$PROXY_PORT") (curl)"
     if [ "$name" = nginx ]; then
         # The master only supervises; the worker does the work.
         PROXY_PID=$(pgrep -P "$PROXY_MAIN" | head -n1)
@@ -347,28 +523,27 @@ measure() {
     fi
     sleep 0.5
     RSS[$k]=$(rss_kb "$PROXY_PID")
-    run_wrk "$WARMUP" "$TMP/warmup-$name.txt"
-    local t0 t1 c0 c1 b0 b1 s0 s1 reqs secs
+    run_load "$PROXY_PORT" "$WARMUP" "$TMP/warmup-$name.txt"
+    local t0 t1 c0 c1 b0 b1 s0 s1 o0 o1 reqs secs
     t0=$(cpu_ticks "$PROXY_PID")
     [ "$name" != nginx ] || t0=$((t0 + $(cpu_ticks "$PROXY_MAIN")))
     c0=$(cpu_line "$PROXY_CPU")
-    log "$name (round $2): wrk -t1 -c$CONNECTIONS -d$DURATION"
-    run_wrk "$DURATION" "$out"
+    o0=$(tcp_passive_opens)
+    log "$name (round $2): $LOAD_DESC"
+    run_load "$PROXY_PORT" "$DURATION" "$out"
+    o1=$(tcp_passive_opens)
     t1=$(cpu_ticks "$PROXY_PID")
     [ "$name" != nginx ] || t1=$((t1 + $(cpu_ticks "$PROXY_MAIN")))
     c1=$(cpu_line "$PROXY_CPU")
     RSS_AFTER[$k]=$(rss_kb "$PROXY_PID")
 
-    reqs=$(awk '/requests in/ {print $1; exit}' "$out")
-    [ -n "$reqs" ] && [ "$reqs" -gt 0 ] || die "$name: wrk completed no requests: $(cat "$out")"
-    if grep -qE 'Non-2xx|Socket errors' "$out"; then
-        log "warning: $name: $(grep -E 'Non-2xx|Socket errors' "$out" | tr -s ' ' | paste -sd';')"
-    fi
-    secs=$(awk '/requests in/ {v = $4; sub(/,$/, "", v); n = v + 0; if (v ~ /ms$/) n /= 1000;
-        else if (v ~ /m$/) n *= 60; print n; exit}' "$out")
-    RPS[$k]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
-    P50[$k]=$(to_us "$(awk '$1 == "50%" {print $2}' "$out")")
-    P99[$k]=$(to_us "$(awk '$1 == "99%" {print $2}' "$out")")
+    parse_load "$out" "$name"
+    [ "$H2LOAD" != 1 ] || TLS_INFO[$name]="$L_TLS (h2load)"
+    reqs=$L_REQS secs=$L_SECS
+    RPS[$k]=$L_RPS P50[$k]=$L_LAT1 P99[$k]=$L_LAT2
+    # New TCP connections (client->proxy and proxy->upstream) per request: ~1 when every request
+    # handshakes, ~0 with keep-alive on both sides.
+    CONN[$k]=$(awk -v d=$((o1 - o0)) -v n="$reqs" 'BEGIN {printf "%.3f", d / n}')
     CPU_US[$k]=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f", d / hz * 1e6 / n}')
     CPU_PCT[$k]=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN {printf "%.0f", d / hz / s * 100}')
     # Work on the proxy's CPU that the proxy was not charged for (other processes, interrupts not
@@ -401,19 +576,20 @@ startup() {
         awk '{a[NR] = $1} END {printf "%s (min %s)", a[int((NR + 1) / 2)], a[1]}')
 }
 
-log "load-side ceiling: wrk straight at the upstream for $DURATION"
-taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "http://127.0.0.1:$UPSTREAM_PORT/" >"$TMP/wrk-direct.txt" 2>&1 &
-DIRECT_WRK=$!
-PIDS+=("$DIRECT_WRK")
-wait "$DIRECT_WRK" || die "wrk against the upstream failed: $(cat "$TMP/wrk-direct.txt")"
-forget_pid "$DIRECT_WRK"
-DIRECT_RPS=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$TMP/wrk-direct.txt")
+# TLS scenarios: the same load generator against the upstream nginx's own TLS listener.
+DIRECT_PORT=$UPSTREAM_PORT
+[ "$TLS" != 1 ] || DIRECT_PORT=$UPSTREAM_TLS_PORT
+log "load-side ceiling: $LOAD_DESC straight at the upstream (port $DIRECT_PORT)"
+run_load "$DIRECT_PORT" "$DURATION" "$TMP/load-direct.txt"
+parse_load "$TMP/load-direct.txt" "upstream"
+DIRECT_RPS=$L_RPS
 
 for round in $(seq 1 "$ROUNDS"); do
     for name in $PROXIES; do measure "$name" "$round"; done
 done
+# (Start-up is measured over plain HTTP only: http_ok speaks no TLS.)
 for name in $PROXIES; do
-    [ "$name" = nginx ] || { log "$name: start-to-first-request x$STARTUP_RUNS"; startup "$name"; }
+    [ "$name" = nginx ] || [ "$TLS" = 1 ] || { log "$name: start-to-first-request x$STARTUP_RUNS"; startup "$name"; }
 done
 
 # --- report ------------------------------------------------------------------------------------
@@ -437,26 +613,39 @@ round_ratios() {
 
 echo
 echo "Conduit load test — $(date -u '+%Y-%m-%d %H:%M UTC'), $NCPU CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)"
-echo "wrk -t1 -c$CONNECTIONS -d$DURATION (after $WARMUP warm-up) on CPU $LOAD_CPU with the upstream nginx; proxy alone on CPU $PROXY_CPU, 1 worker;"
+echo "SCENARIO=$SCENARIO: $LOAD_DESC (after $WARMUP warm-up) on CPU $LOAD_CPU with the upstream nginx;"
+echo "proxy alone on CPU $PROXY_CPU, 1 worker;"
 echo "$ROUNDS rounds, each proxy freshly started per round; the row is the round with the median CPU us/req"
 [ -z "$PROXY_ENV" ] || echo "PROXY_ENV for conduit and floor: $PROXY_ENV"
 [ "$FLOOR_WORK_STEALING" = 0 ] || echo "floor with tokio work stealing"
+if [ "$TLS" = 1 ]; then
+    for name in $PROXIES; do echo "TLS negotiated with $name: ${TLS_INFO[$name]:-?}"; done
+    echo "certificate: self-signed ECDSA P-256, the same file for every server; wrk offers no ALPN (HTTP/1.1)"
+    [ "$SCENARIO" != tls-handshake ] ||
+        echo "open loop: req/s is the offered $HANDSHAKE_RATE/s unless a warning above says otherwise; latency includes connect + handshake"
+fi
 echo
 # The round with the median CPU µs/request stands for each proxy; the range is shown beside it.
 declare -A MED
-printf '%-8s %9s %8s %8s %11s %15s %9s %9s %6s %9s %10s\n' proxy "req/s" "p50 us" "p99 us" "CPU us/req" \
-    "(min-max)" "proxy CPU" "other CPU" steal "idle RSS" "loaded RSS"
+LAT1_LABEL="p50 us" LAT2_LABEL="p99 us"
+[ "$H2LOAD" != 1 ] || LAT1_LABEL="mean us" LAT2_LABEL="sd us"
+printf '%-8s %9s %8s %8s %11s %15s %9s %9s %6s %9s %10s %8s\n' proxy "req/s" "$LAT1_LABEL" "$LAT2_LABEL" \
+    "CPU us/req" "(min-max)" "proxy CPU" "other CPU" steal "idle RSS" "loaded RSS" "conn/req"
 for name in $PROXIES; do
     sorted=$(for r in $(seq 1 "$ROUNDS"); do echo "${CPU_US[$name#$r]} $r"; done | sort -n)
     med=$(awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) {print $2}' <<<"$sorted")
     range=$(awk 'NR == 1 {lo = $1} {hi = $1} END {printf "(%s-%s)", lo, hi}' <<<"$sorted")
     k=$name#$med
     MED[$name]=${CPU_US[$k]}
-    printf '%-8s %9s %8s %8s %11s %15s %8s%% %8s%% %5s%% %6s KiB %6s KiB\n' "$name" "${RPS[$k]}" "${P50[$k]}" \
+    printf '%-8s %9s %8s %8s %11s %15s %8s%% %8s%% %5s%% %6s KiB %6s KiB %8s\n' "$name" "${RPS[$k]}" "${P50[$k]}" \
         "${P99[$k]}" "${CPU_US[$k]}" "$range" "${CPU_PCT[$k]}" "${OTHER_PCT[$k]}" "${STEAL_PCT[$k]}" \
-        "${RSS[$k]}" "${RSS_AFTER[$k]}"
+        "${RSS[$k]}" "${RSS_AFTER[$k]}" "${CONN[$k]}"
 done
-echo "load-side ceiling (wrk straight at the upstream, same CPU): $DIRECT_RPS req/s"
+if [ "$TLS" = 1 ]; then
+    echo "load-side ceiling (the same load straight at the upstream nginx's TLS listener, same CPU): $DIRECT_RPS req/s"
+else
+    echo "load-side ceiling (wrk straight at the upstream, same CPU): $DIRECT_RPS req/s"
+fi
 echo
 echo "CPU µs/request ratios of the medians: conduit/floor $(ratio conduit floor)   conduit/nginx $(ratio conduit nginx)   floor/nginx $(ratio floor nginx)"
 echo "median of per-round ratios: conduit/floor $(round_ratios conduit floor)"
@@ -472,4 +661,6 @@ for name in $PROXIES; do
 done
 echo "release binary size: conduit $(stat -c %s "$CONDUIT") bytes ($(awk -v b="$(stat -c %s "$CONDUIT")" 'BEGIN {printf "%.1f", b / 1048576}') MiB), floor $(stat -c %s "$FLOOR") bytes"
 echo "(nginx RSS is its worker's; CPU for nginx is worker + master. other CPU = busy time on the proxy's CPU"
-echo " not charged to the proxy: other processes or unattributed interrupts; steal = hypervisor steal.)"
+echo " not charged to the proxy: other processes or unattributed interrupts; steal = hypervisor steal."
+echo " conn/req = TCP connections accepted on this machine during the run / requests: ~1 when every request"
+echo " opens a connection, ~0 with keep-alive both sides.)"
