@@ -5,11 +5,23 @@ use std::sync::Arc;
 
 use pingora::listeners::tls::Acceptor;
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 
 use super::certs::read_certs;
 use super::resolver::SniResolver;
+
+/// Sessions kept for session-id resumption.
+const SESSION_CACHE: usize = 16_384;
+
+/// The process's ticket issuer (rotating its key every few hours), shared by every acceptor.
+fn ticketer() -> Option<Arc<dyn rustls::server::ProducesTickets>> {
+    static TICKETER: std::sync::OnceLock<Option<Arc<dyn rustls::server::ProducesTickets>>> =
+        std::sync::OnceLock::new();
+    TICKETER
+        .get_or_init(|| rustls::crypto::ring::Ticketer::new().ok())
+        .clone()
+}
 
 /// Handshake policy of a port; every site on a TLS port must ask for the same one.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -99,6 +111,13 @@ impl PortTls {
             }
         };
         let mut config = builder.with_cert_resolver(Arc::new(resolver));
+        // Stateless resumption with one process-wide, self-rotating ticket key, so resumed
+        // sessions survive reloads and need no server-side cache; the cache stays for clients
+        // that prefer session ids.
+        if let Some(ticketer) = ticketer() {
+            config.ticketer = ticketer;
+        }
+        config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
         config.alpn_protocols = if policy.h2 {
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         } else {
