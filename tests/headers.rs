@@ -111,3 +111,21 @@ fn hop_by_hop_headers_are_stripped_both_ways() {
     assert!(!lower.contains("keep-alive: timeout"), "{answer}");
     assert!(lower.contains("x-end-to-end: yes"), "{answer}");
 }
+
+#[test]
+fn security_headers_are_added_without_hsts_on_plain_sites() {
+    let up = Upstream::start("one");
+    let c = Conduit::start(&(simple(&up) + "    securityHeaders: {frameOptions: DENY, contentSecurityPolicy: \"default-src 'self'\"}\n"));
+    let r = client().get(c.url("/")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "strict-origin-when-cross-origin");
+    assert_eq!(h["content-security-policy"], "default-src 'self'");
+    assert!(h.get("strict-transport-security").is_none());
+    // Without `securityHeaders` nothing is added.
+    let c2 = Conduit::start(&simple(&up));
+    let r = client().get(c2.url("/")).send().unwrap();
+    assert!(r.headers().get("x-content-type-options").is_none());
+}

@@ -1472,3 +1472,42 @@ async fn forged_client_cert_headers_are_stripped_without_client_auth() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 9. securityHeaders: HSTS on TLS sites
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn security_headers_send_hsts_on_tls_sites() {
+    let pki = Pki::new("CA hsts");
+    let leaf = pki.server("a", &["a.test"]);
+    let up = Upstream::start("up");
+    let c = start_one(
+        "a.test",
+        &leaf,
+        &up,
+        "",
+        "    securityHeaders:\n      hsts: {maxAgeSecs: 63072000, includeSubdomains: true}\n",
+    );
+    let r = get(c.port, Some("a.test"), &Opts::verify(&pki), "a.test", "/")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("strict-transport-security"),
+        Some("max-age=63072000; includeSubDomains")
+    );
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(
+        r.header("referrer-policy"),
+        Some("strict-origin-when-cross-origin")
+    );
+    // HSTS needs TLS: validate refuses it on a plain site.
+    let (code, out) = validate(&format!(
+        "{GLOBAL}sites:\n  - port: 8080\n    proxy: {}\n    securityHeaders:\n      hsts: {{maxAgeSecs: 10}}\n",
+        up.url()
+    ));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("sites[0].securityHeaders.hsts"), "{out}");
+}

@@ -6,6 +6,7 @@ pub mod host;
 mod regex;
 mod registries;
 pub mod route;
+mod security;
 mod site;
 mod tls;
 
@@ -19,6 +20,7 @@ use crate::snapshot::{PortSites, ProcessSettings, Snapshot};
 use host::HostPattern;
 pub use regex::{regex_bounded, regex_limited};
 pub use registries::Registries;
+pub use security::security_headers;
 
 /// Default total deadline for a request head.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -212,6 +212,10 @@ pub(crate) fn compile_site(
         limits,
         trusted_proxies,
         merge_slashes: s.merge_slashes.unwrap_or(true),
+        security_headers: super::security::compile_security_headers(
+            s.security_headers.as_ref(),
+            s.tls.is_some(),
+        ),
         state: reg.site_state(id),
     })
 }

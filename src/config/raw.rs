@@ -80,7 +80,8 @@ pub struct Site {
     pub compression: Later,
     pub response_time: Later,
     pub server_timing: Later,
-    pub security_headers: Later,
+    /// Security response headers (HSTS on TLS, nosniff, frame options, referrer policy, CSP).
+    pub security_headers: Option<SecurityHeaders>,
     pub cors: Later,
     pub rate_limit: Later,
     pub basic_auth: Later,
@@ -257,6 +258,60 @@ pub struct ClientAuth {
     pub ca: String,
     /// Accept clients without a certificate (a presented one must still be valid).
     pub optional: Option<bool>,
+}
+
+/// `securityHeaders`: `true` for the defaults, or per-header options.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SecurityHeaders {
+    Enabled(bool),
+    Options(SecurityHeadersOptions),
+}
+
+/// Security headers; each is added to responses that do not carry it already.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecurityHeadersOptions {
+    /// `Strict-Transport-Security` on TLS sites: `true`/`false` or options (default on).
+    pub hsts: Option<Hsts>,
+    /// `X-Frame-Options`: `DENY` or `SAMEORIGIN` (default `SAMEORIGIN`); `false` leaves it out.
+    pub frame_options: Option<StringOrOff>,
+    /// `X-Content-Type-Options: nosniff` (default true).
+    pub content_type_options: Option<bool>,
+    /// `Referrer-Policy` (default `strict-origin-when-cross-origin`); `false` leaves it out.
+    pub referrer_policy: Option<StringOrOff>,
+    /// `Content-Security-Policy` (default none).
+    pub content_security_policy: Option<String>,
+    /// `Permissions-Policy` (default none).
+    pub permissions_policy: Option<String>,
+}
+
+/// A header value, or `false` to leave the header out.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StringOrOff {
+    Off(bool),
+    Value(String),
+}
+
+/// `hsts`: on/off or its options.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Hsts {
+    Enabled(bool),
+    Options(HstsOptions),
+}
+
+/// `Strict-Transport-Security` options.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HstsOptions {
+    /// `max-age` (default 31536000, one year).
+    pub max_age_secs: Option<u64>,
+    /// `includeSubDomains` (default false).
+    pub include_subdomains: Option<bool>,
+    /// `preload` (default false; needs includeSubdomains and a max-age of at least a year).
+    pub preload: Option<bool>,
 }
 
 /// `http2`: HTTP/2 on the site's port.
@@ -684,6 +739,64 @@ impl<'de> Deserialize<'de> for HealthCheck {
                 Ok(HealthCheck::Enabled(v))
             }
             visit_map_into!(HealthCheckOptions);
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `true`/`false` or a map, deserialised through the map's own type (so paths stay exact).
+macro_rules! bool_or_map {
+    ($ty:ident, $opts:ident, $expecting:literal) => {
+        impl From<$opts> for $ty {
+            fn from(o: $opts) -> Self {
+                $ty::Options(o)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> de::Visitor<'de> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_bool<E: de::Error>(self, v: bool) -> Result<$ty, E> {
+                        Ok($ty::Enabled(v))
+                    }
+                    visit_map_into!($opts);
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+
+bool_or_map!(
+    SecurityHeaders,
+    SecurityHeadersOptions,
+    "true/false or {hsts, frameOptions, contentTypeOptions, referrerPolicy, contentSecurityPolicy, permissionsPolicy}"
+);
+bool_or_map!(
+    Hsts,
+    HstsOptions,
+    "true/false or {maxAgeSecs, includeSubdomains, preload}"
+);
+
+impl<'de> Deserialize<'de> for StringOrOff {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = StringOrOff;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a header value, or false to leave the header out")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<StringOrOff, E> {
+                Ok(StringOrOff::Off(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StringOrOff, E> {
+                Ok(StringOrOff::Value(v.to_string()))
+            }
         }
         d.deserialize_any(V)
     }

@@ -200,6 +200,13 @@ impl Validator {
         if let Some(h) = &s.http2 {
             self.http2(&join(p, "http2"), h, s.tls.is_some());
         }
+        if let Some(raw::SecurityHeaders::Options(o)) = &s.security_headers {
+            let sp = join(p, "securityHeaders");
+            match crate::compile::security_headers(o, s.tls.is_some()) {
+                Ok(_) => {}
+                Err((field, why)) => self.err(&join(&sp, &field), &why),
+            }
+        }
         if let Some(o) = &s.outlier_detection {
             let op = join(p, "outlierDetection");
             if o.consecutive5xx.is_some_and(|v| v == 0 || v > 1000) {
@@ -250,7 +257,6 @@ impl Validator {
             ("compression", &s.compression),
             ("responseTime", &s.response_time),
             ("serverTiming", &s.server_timing),
-            ("securityHeaders", &s.security_headers),
             ("cors", &s.cors),
             ("rateLimit", &s.rate_limit),
             ("basicAuth", &s.basic_auth),

@@ -22,7 +22,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use super::ctx::RequestCtx;
-use super::{hop, request_id};
+use super::hop;
 use crate::upstream;
 use crate::upstream::endpoint::{AttemptGuard, Endpoint, Outcome};
 use crate::upstream::pool::{NoTarget, Place, Pool, SelectRequest};
@@ -184,10 +184,7 @@ pub async fn proxy(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> 
         resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
     }
     hop::strip(resp.as_mut());
-    let _ = resp.insert_header(request_id::HEADER, ctx.request_id.header_value());
-    if let Some(cookie) = ctx.set_cookie.take() {
-        let _ = resp.append_header(http::header::SET_COOKIE, cookie);
-    }
+    super::finish_response_headers(&mut resp, ctx);
     session
         .write_response_header(resp, end)
         .await

@@ -58,6 +58,23 @@ enum Decision {
     Redirect(String),
 }
 
+/// What every proxied response gets from Conduit: the request id, the sticky cookie, the site's
+/// security headers (only where the response lacks them). Never fails: an error here would drop
+/// the pooled upstream connection.
+pub(crate) fn finish_response_headers(resp: &mut ResponseHeader, ctx: &mut RequestCtx) {
+    let _ = resp.insert_header(request_id::HEADER, ctx.request_id.header_value());
+    if let Some(cookie) = ctx.set_cookie.take() {
+        let _ = resp.append_header(http::header::SET_COOKIE, cookie);
+    }
+    if let Some(site) = &ctx.site {
+        for (name, value) in &site.security_headers {
+            if !resp.headers.contains_key(name) {
+                let _ = resp.insert_header(name.clone(), value.clone());
+            }
+        }
+    }
+}
+
 /// Replaces any client-sent `X-Client-Cert-*` headers with the facts of the connection's
 /// verified client certificate (mTLS ports only), so routing, auth and the upstream can use them.
 fn client_cert_headers(session: &mut Session, snapshot: &crate::snapshot::Snapshot) {
@@ -536,11 +553,7 @@ impl ProxyHttp for Gateway {
         if resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
             hop::strip(resp);
         }
-        // Never fail here: an error would drop the pooled upstream connection.
-        let _ = resp.insert_header(request_id::HEADER, ctx.request_id.header_value());
-        if let Some(cookie) = ctx.set_cookie.take() {
-            let _ = resp.append_header(http::header::SET_COOKIE, cookie);
-        }
+        finish_response_headers(resp, ctx);
         Ok(())
     }
 
