@@ -7,6 +7,7 @@ pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod ext;
+pub mod filter;
 pub mod observe;
 pub mod proxy;
 pub mod schema;

@@ -212,6 +212,10 @@ pub(crate) fn compile_site(
         limits,
         trusted_proxies,
         merge_slashes: s.merge_slashes.unwrap_or(true),
+        access: crate::filter::SiteAccess {
+            ip: s.ip_filter.as_ref().map(crate::filter::ip_filter::compile),
+            api_key: s.api_key.as_ref().map(crate::filter::api_key::compile),
+        },
         security_headers: super::security::compile_security_headers(
             s.security_headers.as_ref(),
             s.tls.is_some(),

@@ -85,11 +85,13 @@ pub struct Site {
     pub cors: Later,
     pub rate_limit: Later,
     pub basic_auth: Later,
-    pub api_key: Later,
+    /// API-key authentication.
+    pub api_key: Option<ApiKey>,
     pub jwt_auth: Later,
     pub forward_auth: Later,
     pub consumers: Later,
-    pub ip_filter: Later,
+    /// Allow/deny lists of client addresses.
+    pub ip_filter: Option<IpFilter>,
     pub headers: Later,
     pub redirects: Later,
     pub middleware: Later,
@@ -312,6 +314,34 @@ pub struct HstsOptions {
     pub include_subdomains: Option<bool>,
     /// `preload` (default false; needs includeSubdomains and a max-age of at least a year).
     pub preload: Option<bool>,
+}
+
+/// `ipFilter`: which client addresses may use the site.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IpFilter {
+    /// Addresses or CIDRs allowed (when set, everything else is denied).
+    pub allow: Option<Vec<String>>,
+    /// Addresses or CIDRs denied (checked first).
+    pub deny: Option<Vec<String>>,
+    /// Take the client address from `X-Forwarded-For` when the peer is in `trustedProxies`.
+    pub trust_proxy: Option<bool>,
+    /// Only log what would be denied.
+    pub dry_run: Option<bool>,
+}
+
+/// `apiKey`: requests must carry one of `keys`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiKey {
+    /// Accepted keys.
+    pub keys: Vec<String>,
+    /// Header carrying the key (default `X-API-Key`); `?api_key=` is accepted too.
+    pub header: Option<String>,
+    /// Paths (globs) that need no key.
+    pub skip_paths: Option<Vec<String>>,
+    /// Forward the key upstream (default false: the header and the query parameter are removed).
+    pub forward_credentials: Option<bool>,
 }
 
 /// `http2`: HTTP/2 on the site's port.

@@ -200,6 +200,14 @@ impl Validator {
         if let Some(h) = &s.http2 {
             self.http2(&join(p, "http2"), h, s.tls.is_some());
         }
+        if let Some(f) = &s.ip_filter {
+            self.errors
+                .extend(crate::filter::ip_filter::validate(f, &join(p, "ipFilter")));
+        }
+        if let Some(k) = &s.api_key {
+            self.errors
+                .extend(crate::filter::api_key::validate(k, &join(p, "apiKey")));
+        }
         if let Some(raw::SecurityHeaders::Options(o)) = &s.security_headers {
             let sp = join(p, "securityHeaders");
             match crate::compile::security_headers(o, s.tls.is_some()) {
@@ -260,11 +268,9 @@ impl Validator {
             ("cors", &s.cors),
             ("rateLimit", &s.rate_limit),
             ("basicAuth", &s.basic_auth),
-            ("apiKey", &s.api_key),
             ("jwtAuth", &s.jwt_auth),
             ("forwardAuth", &s.forward_auth),
             ("consumers", &s.consumers),
-            ("ipFilter", &s.ip_filter),
             ("headers", &s.headers),
             ("redirects", &s.redirects),
             ("middleware", &s.middleware),

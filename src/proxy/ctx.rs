@@ -100,6 +100,8 @@ pub struct RequestCtx {
     pub circuit_open: bool,
     /// `Set-Cookie` value pinning the client to the chosen target.
     pub set_cookie: Option<String>,
+    /// The normalised path, kept only when the site has access filters.
+    pub access_path: Option<String>,
     /// The request side of this request's `mirror` copy.
     pub mirror: super::mirror::MirrorFeed,
 }

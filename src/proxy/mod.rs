@@ -252,6 +252,9 @@ impl Gateway {
             return Err(refusal(404, "no route for this path"));
         };
         ctx.route = Some(route);
+        if !site.access.is_empty() {
+            ctx.access_path = Some(path.to_string());
+        }
         let chosen = site.route_at(route);
         if hop::is_upgrade(&req.headers) && !chosen.is_some_and(|r| r.websocket) {
             return Err(refusal(
@@ -299,6 +302,7 @@ impl ProxyHttp for Gateway {
             retry_5xx: false,
             circuit_open: false,
             set_cookie: None,
+            access_path: None,
             mirror: mirror::MirrorFeed::default(),
         }
     }
@@ -320,6 +324,25 @@ impl ProxyHttp for Gateway {
                 (Some(site), Some(route)) => {
                     let site = site.clone();
                     let priority = route.priority;
+                    if let Some(path) = ctx.access_path.take() {
+                        let peer = crate::filter::Peer {
+                            peer: ctx.peer_ip,
+                            client: ctx.client_ip,
+                            trusted: ctx.trusted_peer,
+                        };
+                        if let Err(r) = site.access.check(session.req_header_mut(), &path, peer) {
+                            failure::respond(
+                                session,
+                                r.status,
+                                r.reason,
+                                ctx.request_id.as_str(),
+                                false,
+                                &[],
+                            )
+                            .await;
+                            return Ok(true);
+                        }
+                    }
                     admission::admit(&site.state, &site.limits, priority)
                         .await
                         .map(|guard| {
