@@ -201,8 +201,11 @@ impl Validator {
             self.http2(&join(p, "http2"), h, s.tls.is_some());
         }
         if let Some(f) = &s.ip_filter {
-            self.errors
-                .extend(crate::filter::ip_filter::validate(f, &join(p, "ipFilter")));
+            self.errors.extend(crate::filter::ip_filter::validate(
+                f,
+                s.trusted_proxies.as_ref().is_some_and(|l| !l.is_empty()),
+                &join(p, "ipFilter"),
+            ));
         }
         if let Some(k) = &s.api_key {
             self.errors

@@ -254,6 +254,12 @@ impl Gateway {
         ctx.route = Some(route);
         if !site.access.is_empty() {
             ctx.access_path = Some(path.to_string());
+            if site.access.api_key.is_some() {
+                // A key sent as `?api_key=` never reaches the access log.
+                if let Some(t) = crate::filter::api_key::redact_target(&ctx.target) {
+                    ctx.target = t;
+                }
+            }
         }
         let chosen = site.route_at(route);
         if hop::is_upgrade(&req.headers) && !chosen.is_some_and(|r| r.websocket) {
