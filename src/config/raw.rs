@@ -84,7 +84,8 @@ pub struct Site {
     pub security_headers: Option<SecurityHeaders>,
     pub cors: Later,
     pub rate_limit: Later,
-    pub basic_auth: Later,
+    /// HTTP Basic authentication.
+    pub basic_auth: Option<BasicAuth>,
     /// API-key authentication.
     pub api_key: Option<ApiKey>,
     pub jwt_auth: Later,
@@ -328,6 +329,22 @@ pub struct IpFilter {
     pub trust_proxy: Option<bool>,
     /// Only log what would be denied.
     pub dry_run: Option<bool>,
+}
+
+/// `basicAuth`: users and their passwords (plain, or bcrypt/argon2 hashes).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BasicAuth {
+    /// User name → password, or a bcrypt (`$2b$...`) or argon2 (`$argon2id$...`) hash.
+    pub users: BTreeMap<String, String>,
+    /// Realm named in the challenge (default `Restricted`).
+    pub realm: Option<String>,
+    /// Send `WWW-Authenticate` with 401 so browsers prompt (default true).
+    pub challenge: Option<bool>,
+    /// Paths (globs) that need no credentials.
+    pub skip_paths: Option<Vec<String>>,
+    /// Forward the `Authorization` header upstream (default false: removed).
+    pub forward_credentials: Option<bool>,
 }
 
 /// `apiKey`: requests must carry one of `keys`.

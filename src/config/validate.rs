@@ -207,6 +207,10 @@ impl Validator {
                 &join(p, "ipFilter"),
             ));
         }
+        if let Some(b) = &s.basic_auth {
+            self.errors
+                .extend(crate::filter::basic_auth::validate(b, &join(p, "basicAuth")));
+        }
         if let Some(k) = &s.api_key {
             self.errors
                 .extend(crate::filter::api_key::validate(k, &join(p, "apiKey")));
@@ -270,7 +274,6 @@ impl Validator {
             ("serverTiming", &s.server_timing),
             ("cors", &s.cors),
             ("rateLimit", &s.rate_limit),
-            ("basicAuth", &s.basic_auth),
             ("jwtAuth", &s.jwt_auth),
             ("forwardAuth", &s.forward_auth),
             ("consumers", &s.consumers),

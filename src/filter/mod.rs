@@ -3,6 +3,7 @@
 //! immutable part of the snapshot and answers a request with `Ok` or a refusal.
 
 pub mod api_key;
+pub mod basic_auth;
 pub mod ip_filter;
 
 use pingora::http::RequestHeader;
@@ -15,6 +16,7 @@ use crate::proxy::checks::Refusal;
 pub struct SiteAccess {
     pub ip: Option<ip_filter::IpFilter>,
     pub api_key: Option<api_key::ApiKeyAuth>,
+    pub basic: Option<basic_auth::BasicAuth>,
 }
 
 /// What the filters may look at besides the request header.
@@ -35,6 +37,9 @@ impl SiteAccess {
         if let Some(f) = &self.ip {
             f.check(peer)?;
         }
+        if let Some(f) = &self.basic {
+            f.check(req, path)?;
+        }
         if let Some(f) = &self.api_key {
             f.check(req, path)?;
         }
@@ -43,6 +48,6 @@ impl SiteAccess {
 
     /// Whether no filter is configured (the common case: nothing to run).
     pub fn is_empty(&self) -> bool {
-        self.ip.is_none() && self.api_key.is_none()
+        self.ip.is_none() && self.api_key.is_none() && self.basic.is_none()
     }
 }
