@@ -215,7 +215,10 @@ pub(crate) fn compile_site(
         access: crate::filter::SiteAccess {
             ip: s.ip_filter.as_ref().map(crate::filter::ip_filter::compile),
             api_key: s.api_key.as_ref().map(crate::filter::api_key::compile),
-            basic: s.basic_auth.as_ref().map(crate::filter::basic_auth::compile),
+            basic: s
+                .basic_auth
+                .as_ref()
+                .map(crate::filter::basic_auth::compile),
         },
         security_headers: super::security::compile_security_headers(
             s.security_headers.as_ref(),

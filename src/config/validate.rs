@@ -208,8 +208,10 @@ impl Validator {
             ));
         }
         if let Some(b) = &s.basic_auth {
-            self.errors
-                .extend(crate::filter::basic_auth::validate(b, &join(p, "basicAuth")));
+            self.errors.extend(crate::filter::basic_auth::validate(
+                b,
+                &join(p, "basicAuth"),
+            ));
         }
         if let Some(k) = &s.api_key {
             self.errors

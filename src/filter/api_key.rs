@@ -157,10 +157,12 @@ impl ApiKeyAuth {
         parts.path_and_query = Some(PathAndQuery::try_from(target).map_err(|_| Refusal {
             status: 400,
             reason: "invalid request target",
+            challenge: None,
         })?);
         let uri = Uri::from_parts(parts).map_err(|_| Refusal {
             status: 400,
             reason: "invalid request target",
+            challenge: None,
         })?;
         req.set_uri(uri);
         Ok(())
@@ -171,6 +173,7 @@ fn refusal(reason: &'static str) -> Refusal {
     Refusal {
         status: 401,
         reason,
+        challenge: None,
     }
 }
 

@@ -141,6 +141,7 @@ impl IpFilter {
         Err(Refusal {
             status: 403,
             reason: DENIED,
+            challenge: None,
         })
     }
 

@@ -54,12 +54,14 @@ pub async fn admit(
         return Err(Refusal {
             status: 503,
             reason: "shed under load: this route's priority is too low",
+            challenge: None,
         });
     }
     let Some((size, wait)) = limits.queue else {
         return Err(Refusal {
             status: 503,
             reason: "too many requests in flight",
+            challenge: None,
         });
     };
     if state.queued.fetch_add(1, Ordering::AcqRel) >= size {
@@ -67,6 +69,7 @@ pub async fn admit(
         return Err(Refusal {
             status: 503,
             reason: "too many requests in flight and the queue is full",
+            challenge: None,
         });
     }
     let deadline = Instant::now() + wait;
@@ -83,6 +86,7 @@ pub async fn admit(
             break Err(Refusal {
                 status: 503,
                 reason: "timed out waiting in the queue",
+                challenge: None,
             });
         }
     };

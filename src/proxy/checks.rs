@@ -6,14 +6,20 @@ use pingora::http::RequestHeader;
 use crate::snapshot::SiteLimits;
 
 /// A request refused by a check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub status: u16,
     pub reason: &'static str,
+    /// `WWW-Authenticate` value sent with the response (`basicAuth`'s 401); usually `None`.
+    pub challenge: Option<std::sync::Arc<str>>,
 }
 
 fn refuse(status: u16, reason: &'static str) -> Result<(), Refusal> {
-    Err(Refusal { status, reason })
+    Err(Refusal {
+        status,
+        reason,
+        challenge: None,
+    })
 }
 
 /// `Transfer-Encoding` must be absent or exactly one `chunked`; `Content-Length` must be one

@@ -126,7 +126,11 @@ fn https_url(host: &str, port: u16, req: &RequestHeader) -> String {
 }
 
 fn refusal(status: u16, reason: &'static str) -> Refusal {
-    Refusal { status, reason }
+    Refusal {
+        status,
+        reason,
+        challenge: None,
+    }
 }
 
 /// Turns the client's request head into the one sent upstream: URI rewrite, hop-by-hop headers
@@ -337,13 +341,14 @@ impl ProxyHttp for Gateway {
                             trusted: ctx.trusted_peer,
                         };
                         if let Err(r) = site.access.check(session.req_header_mut(), &path, peer) {
+                            let challenge = r.challenge.as_deref().map(|c| ("www-authenticate", c));
                             failure::respond(
                                 session,
                                 r.status,
                                 r.reason,
                                 ctx.request_id.as_str(),
                                 false,
-                                &[],
+                                challenge.as_slice(),
                             )
                             .await;
                             return Ok(true);
