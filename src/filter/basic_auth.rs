@@ -92,6 +92,19 @@ impl std::fmt::Debug for BasicAuth {
     }
 }
 
+/// Checks `password` against a stored secret (the slow path for hashes).
+fn verify_secret(secret: &Secret, password: &[u8]) -> bool {
+    match secret {
+        Secret::Plain(stored) => ct_eq(stored, &sha256(password)),
+        Secret::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+        Secret::Argon2(hash) => PasswordHash::new(hash).is_ok_and(|phc| {
+            argon2::Argon2::default()
+                .verify_password(password, &phc)
+                .is_ok()
+        }),
+    }
+}
+
 /// What a configured password is, by its prefix.
 enum Kind {
     Plain,
@@ -301,20 +314,20 @@ impl BasicAuth {
             }
         }
         let Some(user) = user else {
+            // An unknown user costs what a hashed user's first attempt costs, so response time
+            // does not tell which user names exist.
+            if let Some(decoy) = self
+                .users
+                .iter()
+                .find(|u| !matches!(u.secret, Secret::Plain(_)))
+            {
+                let _ = verify_secret(&decoy.secret, password);
+            }
             return false;
         };
         match &user.secret {
             Secret::Plain(stored) => ct_eq(stored, &sha256(password)),
-            Secret::Bcrypt(hash) => {
-                self.cached_verify(decoded, || bcrypt::verify(password, hash).unwrap_or(false))
-            }
-            Secret::Argon2(hash) => self.cached_verify(decoded, || {
-                PasswordHash::new(hash).is_ok_and(|phc| {
-                    argon2::Argon2::default()
-                        .verify_password(password, &phc)
-                        .is_ok()
-                })
-            }),
+            secret => self.cached_verify(decoded, || verify_secret(secret, password)),
         }
     }
 
