@@ -3,10 +3,10 @@
 //! compared as SHA-256 digests in constant time; unless `forwardCredentials` is set, the header
 //! and the query parameter are removed before the request is forwarded. Keys are never logged.
 
+use super::secret::{ct_eq, sha256, Digest};
 use http::uri::{PathAndQuery, Uri};
 use http::HeaderName;
 use pingora::http::RequestHeader;
-use ring::digest;
 
 use crate::compile::glob::Glob;
 use crate::config::load::join;
@@ -20,9 +20,6 @@ pub const DEFAULT_HEADER: &str = "x-api-key";
 pub const QUERY_PARAM: &str = "api_key";
 /// The longest accepted configured key, in bytes.
 pub const MAX_KEY_BYTES: usize = 512;
-
-/// A SHA-256 digest.
-type Digest = [u8; 32];
 
 /// A compiled `apiKey`.
 pub struct ApiKeyAuth {
@@ -175,22 +172,6 @@ fn refusal(reason: &'static str) -> Refusal {
         reason,
         challenge: None,
     }
-}
-
-fn sha256(bytes: &[u8]) -> Digest {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
-    out
-}
-
-/// Constant-time equality of two digests: every byte is compared, no early exit.
-fn ct_eq(a: &Digest, b: &Digest) -> bool {
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b.iter()) {
-        diff |= x ^ y;
-    }
-    // Keep the optimiser from turning the fold back into a short-circuiting compare.
-    std::hint::black_box(diff) == 0
 }
 
 /// Form-decodes one query component (`+` is a space, `%XX` a byte).

@@ -15,13 +15,13 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use super::secret::{ct_eq, sha256, Digest};
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use http::HeaderValue;
 use pingora::http::RequestHeader;
-use ring::digest;
 
 use crate::compile::glob::Glob;
 use crate::config::load::join;
@@ -46,9 +46,6 @@ const B64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-/// A SHA-256 digest.
-type Digest = [u8; 32];
 
 /// How one user's password is checked.
 enum Secret {
@@ -385,21 +382,6 @@ fn basic_credentials(value: &[u8]) -> Credentials {
         Ok(decoded) if decoded.contains(&b':') => Credentials::Basic(decoded),
         _ => Credentials::Malformed,
     }
-}
-
-fn sha256(bytes: &[u8]) -> Digest {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
-    out
-}
-
-/// Constant-time equality of two digests: every byte is compared, no early exit.
-fn ct_eq(a: &Digest, b: &Digest) -> bool {
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b.iter()) {
-        diff |= x ^ y;
-    }
-    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod api_key;
 pub mod basic_auth;
 pub mod ip_filter;
+pub mod secret;
 
 use pingora::http::RequestHeader;
 use std::net::IpAddr;

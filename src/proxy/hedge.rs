@@ -10,11 +10,9 @@
 //! place. When every attempt fails, the last error goes to `fail_to_proxy` (502, or 504 after a
 //! timeout), like any upstream failure.
 
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
@@ -26,12 +24,6 @@ use super::hop;
 use crate::upstream;
 use crate::upstream::endpoint::{AttemptGuard, Endpoint, Outcome};
 use crate::upstream::pool::{NoTarget, Place, Pool, SelectRequest};
-
-/// The client connector of hedged attempts; its pool keeps their idle upstream connections.
-fn connector() -> &'static Connector {
-    static CONNECTOR: OnceLock<Connector> = OnceLock::new();
-    CONNECTOR.get_or_init(|| Connector::new(None))
-}
 
 /// Whether this request is hedged: its route sets `hedge`, it is a GET or HEAD without a body,
 /// and it is not a protocol upgrade. Runs in `request_filter` once the request was admitted.
@@ -209,9 +201,10 @@ pub async fn proxy(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> 
         }
     }
     let peer = &endpoint.peer;
-    connector()
-        .release_http_session(up, peer, peer.options.idle_timeout)
-        .await;
+    if let Some(c) = super::client::connector().await {
+        c.release_http_session(up, peer, peer.options.idle_timeout)
+            .await;
+    }
     Ok(true)
 }
 
@@ -299,7 +292,10 @@ async fn attempt<'a>(
 ) -> (usize, Result<HttpSession>) {
     let mut again = true;
     let result = loop {
-        let (mut up, reused) = match connector().get_http_session(peer).await {
+        let Some(connector) = super::client::connector().await else {
+            break Error::e_explain(ErrorType::InternalError, "no upstream client connector");
+        };
+        let (mut up, reused) = match connector.get_http_session(peer).await {
             Ok(s) => s,
             Err(e) => break Err(e.into_up()),
         };

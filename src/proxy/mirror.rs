@@ -10,10 +10,8 @@
 //! body. Failures are logged at debug level only and counted in [`stats`].
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 use bytes::Bytes;
-use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
@@ -31,10 +29,6 @@ pub const MAX_TASKS: usize = 1024;
 
 /// Responses of at most this many informational (1xx) heads are read before the final one.
 const MAX_INFORMATIONAL: usize = 8;
-
-/// The one client connector of all mirror copies (its connection pool is shared); built on
-/// first use, see [`connector`].
-static CONNECTOR: OnceLock<Connector> = OnceLock::new();
 
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 static STARTED: AtomicU64 = AtomicU64::new(0);
@@ -248,7 +242,7 @@ async fn copy(
     let Some(peer) = site.route_at(route).and_then(|r| r.mirror.as_deref()) else {
         return Ok(());
     };
-    let connector = connector().await.ok_or(Failure::Connector)?;
+    let connector = super::client::connector().await.ok_or(Failure::Connector)?;
     let (mut http, _reused) = connector.get_http_session(peer).await?;
     // A per-operation bound on writes as well: a mirror that stops reading must not hold the
     // task (and its connection) forever.
@@ -283,17 +277,6 @@ async fn copy(
         .release_http_session(http, peer, peer.idle_timeout())
         .await;
     Ok(())
-}
-
-/// The shared connector. Building it reads the platform's CA certificates (blocking file I/O),
-/// so the first call does that on Tokio's blocking pool, never on a worker serving requests.
-async fn connector() -> Option<&'static Connector> {
-    if let Some(c) = CONNECTOR.get() {
-        return Some(c);
-    }
-    tokio::task::spawn_blocking(|| CONNECTOR.get_or_init(|| Connector::new(None)))
-        .await
-        .ok()
 }
 
 /// Reads the mirror's response head (past 1xx) and drains its body.

@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod checks;
+pub mod client;
 pub mod ctx;
 pub mod failure;
 pub mod forwarded;

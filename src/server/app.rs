@@ -15,7 +15,7 @@ use crate::compile::{DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 use crate::proxy::Gateway;
 use crate::snapshot::SnapshotHandle;
 use crate::tls::client_cert;
-use crate::tls::stream::{Boxed, PriorKnowledgeH2};
+use crate::tls::stream::Boxed;
 
 /// Pingora's HTTP proxy with Conduit's connection guard in front.
 pub struct GatewayApp {
@@ -55,7 +55,9 @@ impl ServerApp for GatewayApp {
             Some(tls) => {
                 // The handshake shares the request-head deadline: a client that stalls in it
                 // is dropped like one that stalls in its request.
-                match tokio::time::timeout(head, tls.acceptor.tls_handshake(Boxed(stream))).await {
+                match tokio::time::timeout(head, tls.acceptor.tls_handshake(Boxed::new(stream)))
+                    .await
+                {
                     Ok(Ok(s)) => {
                         if tls.policy.client_auth.is_some() {
                             _client_cert = remember_client_cert(&s, digest.as_deref());
@@ -75,7 +77,7 @@ impl ServerApp for GatewayApp {
             None => stream,
         };
         if h2c && opens_with_h2_preface(&mut stream, head).await {
-            stream = Box::new(PriorKnowledgeH2(stream));
+            stream = Box::new(Boxed::prior_knowledge_h2(stream));
         }
         let stream: Stream = if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             stream

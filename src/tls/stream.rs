@@ -8,11 +8,28 @@ use std::task::{Context, Poll};
 use pingora::protocols::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::server::delegate::{delegate_other_traits, delegate_stream_traits};
+use crate::server::delegate::delegate_other_traits;
 
-/// A Pingora `Stream` (`Box<dyn IO>`) wrapped in a sized type.
+/// A Pingora `Stream` (`Box<dyn IO>`) wrapped in a sized type. With `h2` set it reports HTTP/2
+/// as its negotiated protocol: a plaintext connection that opened with the HTTP/2 preface on an
+/// `h2c` port, which Pingora then serves as HTTP/2 (prior knowledge).
 #[derive(Debug)]
-pub struct Boxed(pub Stream);
+pub struct Boxed {
+    pub inner: Stream,
+    pub h2: bool,
+}
+
+impl Boxed {
+    /// The stream as it is.
+    pub fn new(inner: Stream) -> Boxed {
+        Boxed { inner, h2: false }
+    }
+
+    /// The stream, reporting HTTP/2 prior knowledge.
+    pub fn prior_knowledge_h2(inner: Stream) -> Boxed {
+        Boxed { inner, h2: true }
+    }
+}
 
 impl AsyncRead for Boxed {
     fn poll_read(
@@ -20,7 +37,7 @@ impl AsyncRead for Boxed {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
@@ -30,53 +47,30 @@ impl AsyncWrite for Boxed {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
-delegate_stream_traits!(Boxed, 0);
-
-/// A plaintext stream that opened with the HTTP/2 preface on an `h2c` port: it reports HTTP/2 as
-/// its negotiated protocol, so Pingora serves it as HTTP/2 (prior knowledge).
-#[derive(Debug)]
-pub struct PriorKnowledgeH2(pub Stream);
-
-impl AsyncRead for PriorKnowledgeH2 {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+impl pingora::protocols::Ssl for Boxed {
+    fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
     }
-}
-
-impl AsyncWrite for PriorKnowledgeH2 {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+    fn get_ssl_digest(&self) -> Option<std::sync::Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-impl pingora::protocols::Ssl for PriorKnowledgeH2 {
     fn selected_alpn_proto(&self) -> Option<pingora::protocols::ALPN> {
-        Some(pingora::protocols::ALPN::H2)
+        if self.h2 {
+            Some(pingora::protocols::ALPN::H2)
+        } else {
+            self.inner.selected_alpn_proto()
+        }
     }
 }
 
-delegate_other_traits!(PriorKnowledgeH2, 0);
+delegate_other_traits!(Boxed, inner);

@@ -68,11 +68,7 @@ impl Sticky {
         }
         let expected = self.tag(id);
         // Constant-time comparison of the truncated tags.
-        let diff = expected.as_ref()[..16]
-            .iter()
-            .zip(given)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        (diff == 0).then_some(id)
+        crate::filter::secret::ct_eq(&expected.as_ref()[..16], &given).then_some(id)
     }
 
     /// The `Set-Cookie` header value pinning target `id`.
