@@ -96,8 +96,8 @@ pub struct Site {
     /// Peers whose forwarding headers are trusted.
     pub trusted_proxies: Vec<IpNet>,
     pub merge_slashes: bool,
-    /// Access filters (`ipFilter`, `apiKey`), run after routing.
-    pub access: crate::filter::SiteAccess,
+    /// The site's access filters (routes hold their own, which default to these).
+    pub access: Arc<crate::filter::Access>,
     /// `securityHeaders`: added to responses that lack them.
     pub security_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// State that outlives reloads.

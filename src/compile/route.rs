@@ -24,6 +24,8 @@ pub struct Route {
     pub mirror: Option<Box<pingora::upstreams::peer::HttpPeer>>,
     /// `hedge`: delay before another attempt, and extra attempts at most.
     pub hedge: Option<(std::time::Duration, u32)>,
+    /// Access filters for this route: the site's, with the route's own replacing them.
+    pub access: Arc<crate::filter::Access>,
 }
 
 /// How a route matches a request.

@@ -47,6 +47,13 @@ pub(crate) fn compile_site(
         max_ejection_percent: o.max_ejection_percent.unwrap_or(10),
     });
     let mut prefixes = Vec::new();
+    let access = match crate::filter::Access::compile_site(s, id) {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            errors.push(e);
+            Arc::new(crate::filter::Access::default())
+        }
+    };
     if let Some(list) = &s.routes {
         for (i, r) in list.iter().enumerate() {
             let rp = format!("{}[{i}]", join(p, "routes"));
@@ -70,6 +77,7 @@ pub(crate) fn compile_site(
                 reg,
                 idle_total,
                 &outlier,
+                &access,
             ) {
                 Ok(route) => rules.push(route),
                 Err(e) => errors.push(e),
@@ -87,6 +95,7 @@ pub(crate) fn compile_site(
                 reg,
                 idle_total,
                 &outlier,
+                &access,
             ) {
                 Ok(route) => prefixes.push(route),
                 Err(e) => errors.push(e),
@@ -104,6 +113,7 @@ pub(crate) fn compile_site(
                     reg,
                     idle_total,
                     &outlier,
+                    &access,
                 ) {
                     Ok(route) => prefixes.push(route),
                     Err(e) => errors.push(e),
@@ -212,14 +222,7 @@ pub(crate) fn compile_site(
         limits,
         trusted_proxies,
         merge_slashes: s.merge_slashes.unwrap_or(true),
-        access: crate::filter::SiteAccess {
-            ip: s.ip_filter.as_ref().map(crate::filter::ip_filter::compile),
-            api_key: s.api_key.as_ref().map(crate::filter::api_key::compile),
-            basic: s
-                .basic_auth
-                .as_ref()
-                .map(crate::filter::basic_auth::compile),
-        },
+        access,
         security_headers: super::security::compile_security_headers(
             s.security_headers.as_ref(),
             s.tls.is_some(),
@@ -345,6 +348,7 @@ fn compile_route(
     reg: &Registries,
     idle_total: &mut usize,
     outlier: &Option<OutlierPolicy>,
+    site_access: &Arc<crate::filter::Access>,
 ) -> Result<Route, ConfigError> {
     let default_opts = raw::RouteOptions::default();
     let (list, opts): (Vec<raw::Target>, &raw::RouteOptions) = match upstream {
@@ -522,7 +526,14 @@ fn compile_route(
                 .map_err(|e| ConfigError::new(format!("{path}.rewrite[{i}].from"), e))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let own = crate::filter::AccessFields::of_route(opts);
+    let access = if own.any() {
+        Arc::new(site_access.as_ref().clone().with(own, id)?)
+    } else {
+        site_access.clone()
+    };
     Ok(Route {
+        access,
         id: Arc::from(id),
         matcher,
         strip_prefix: opts.strip_prefix.unwrap_or(false),

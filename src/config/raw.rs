@@ -44,8 +44,8 @@ pub struct Global {
     pub admin: Later,
     /// OpenTelemetry export (not supported yet).
     pub otlp: Later,
-    /// Shared Redis (not supported yet).
-    pub redis: Later,
+    /// Shared Redis for rate limiting (`store: redis`).
+    pub redis: Option<Redis>,
 }
 
 /// One site: a listener port plus a host name, and what it serves.
@@ -83,14 +83,18 @@ pub struct Site {
     /// Security response headers (HSTS on TLS, nosniff, frame options, referrer policy, CSP).
     pub security_headers: Option<SecurityHeaders>,
     pub cors: Later,
-    pub rate_limit: Later,
+    /// Request rate limit for the whole site.
+    pub rate_limit: Option<RateLimit>,
     /// HTTP Basic authentication.
     pub basic_auth: Option<BasicAuth>,
     /// API-key authentication.
     pub api_key: Option<ApiKey>,
-    pub jwt_auth: Later,
-    pub forward_auth: Later,
-    pub consumers: Later,
+    /// Bearer JSON Web Tokens (feature `jwt`).
+    pub jwt_auth: Option<JwtAuth>,
+    /// Ask an external service whether to allow each request (feature `forward-auth`).
+    pub forward_auth: Option<ForwardAuth>,
+    /// Named API clients with their own credentials, limits and headers (feature `consumers`).
+    pub consumers: Option<Consumers>,
     /// Allow/deny lists of client addresses.
     pub ip_filter: Option<IpFilter>,
     pub headers: Later,
@@ -107,8 +111,10 @@ pub struct Site {
     pub outlier_detection: Option<OutlierDetection>,
     pub mask_errors: Later,
     pub fault_injection: Later,
-    pub request_transform: Later,
-    pub response_transform: Later,
+    /// Headers set on / removed from requests before they are forwarded (templates allowed).
+    pub request_transform: Option<Transform>,
+    /// Headers set on / removed from responses before they reach the client (templates allowed).
+    pub response_transform: Option<Transform>,
 }
 
 /// `proxy`: one upstream URL for everything, or a map from path prefix to an upstream.
@@ -180,8 +186,20 @@ pub struct RouteOptions {
     pub http2: Option<bool>,
     /// Verification of `https://` targets.
     pub upstream_tls: Option<UpstreamTls>,
-    pub rate_limit: Later,
+    /// Request rate limit for this route (applies together with the site's).
+    pub rate_limit: Option<RateLimit>,
     pub cache: Later,
+
+    /// HTTP Basic authentication for this route (replaces the site's `basicAuth` here).
+    pub basic_auth: Option<BasicAuth>,
+    /// API keys for this route (replaces the site's `apiKey` here).
+    pub api_key: Option<ApiKey>,
+    /// JWT authentication for this route (replaces the site's `jwtAuth` here).
+    pub jwt_auth: Option<JwtAuth>,
+    /// Forward authentication for this route (replaces the site's `forwardAuth` here).
+    pub forward_auth: Option<ForwardAuth>,
+    /// Client address allow/deny lists for this route (replaces the site's `ipFilter` here).
+    pub ip_filter: Option<IpFilter>,
 }
 
 /// `upstreamTls`: how `https://` targets are verified.
@@ -359,6 +377,154 @@ pub struct ApiKey {
     pub skip_paths: Option<Vec<String>>,
     /// Forward the key upstream (default false: the header and the query parameter are removed).
     pub forward_credentials: Option<bool>,
+}
+
+/// One string or a list of strings.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values as a slice-like list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `jwtAuth`: `Authorization: Bearer <JWT>` verified with a secret, a public key or a JWKS.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JwtAuth {
+    /// Shared secret for HS256/384/512.
+    pub secret: Option<String>,
+    /// PEM public key (RSA, EC or Ed25519), or a path to a PEM file.
+    pub public_key: Option<String>,
+    /// URL of a JSON Web Key Set, fetched in the background.
+    pub jwks_url: Option<String>,
+    /// Accepted `alg` values (default: the family of the key: HS256 for a secret, RS256 for RSA...).
+    pub algorithms: Option<Vec<String>>,
+    /// How often the JWKS is re-fetched (default 3600).
+    pub jwks_refresh_secs: Option<u64>,
+    /// Required `aud` (any of).
+    pub audience: Option<OneOrMany>,
+    /// Required `iss` (any of).
+    pub issuer: Option<OneOrMany>,
+    /// Clock skew allowed for `exp`, `nbf` and `iat` (default 60).
+    pub leeway_secs: Option<u64>,
+    /// Paths (globs) that need no token.
+    pub skip_paths: Option<Vec<String>>,
+    /// Forward the `Authorization` header upstream (default true: upstreams often read the token).
+    pub forward_credentials: Option<bool>,
+}
+
+/// `forwardAuth`: an external service decides about each request.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ForwardAuth {
+    /// `http://` or `https://` URL of the auth service.
+    pub url: String,
+    /// Request headers copied to the auth request (default: Authorization and Cookie).
+    pub request_headers: Option<Vec<String>>,
+    /// Headers of a 2xx auth response copied onto the forwarded request.
+    pub response_headers: Option<Vec<String>>,
+    /// Deadline for the auth service's answer (default 5000); a miss is 503.
+    pub timeout_ms: Option<u64>,
+    /// Paths (globs) not sent to the auth service.
+    pub skip_paths: Option<Vec<String>>,
+}
+
+/// `consumers`: named API clients.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Consumers {
+    /// The clients.
+    pub consumers: Vec<Consumer>,
+    /// Header carrying the identified consumer's name upstream (default `X-Consumer-ID`).
+    pub id_header: Option<String>,
+    /// Header carrying a consumer's API key (default `X-API-Key`; `?api_key=` is accepted too).
+    pub api_key_header: Option<String>,
+    /// Claim of a token verified by the site's `jwtAuth` that names the consumer (e.g. `sub`).
+    pub shared_jwt: Option<String>,
+    /// Paths (globs) that need no consumer.
+    pub skip_paths: Option<Vec<String>>,
+}
+
+/// One consumer and its credentials.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Consumer {
+    /// Unique name, sent upstream in `idHeader`.
+    pub username: String,
+    /// The consumer's API key(s).
+    pub api_key: Option<OneOrMany>,
+    /// Password (plain, bcrypt or argon2 hash) for Basic authentication as `username`.
+    pub basic_auth: Option<String>,
+    /// Tokens signed for this consumer.
+    pub jwt: Option<ConsumerJwt>,
+    /// Rate limit for this consumer's requests (keyed by the consumer).
+    pub rate_limit: Option<RateLimit>,
+    /// Headers added to this consumer's forwarded requests.
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// A consumer's JWT credential: tokens whose `iss` claim is `key` are verified with its key.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConsumerJwt {
+    /// Value of the token's `iss` claim that selects this consumer (default: the username).
+    pub key: Option<String>,
+    /// Shared secret (HS256/384/512).
+    pub secret: Option<String>,
+    /// PEM public key, or a path to one.
+    pub public_key: Option<String>,
+    /// Accepted `alg` values (default: the family of the key).
+    pub algorithms: Option<Vec<String>>,
+}
+
+/// `rateLimit`: requests per window per key.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Length of the window in seconds (default 60).
+    pub window_secs: Option<u64>,
+    /// Requests allowed per window.
+    pub limit: u64,
+    /// Extra requests allowed at once above the steady rate (default 0).
+    pub burst: Option<u64>,
+    /// What is limited: `ip` (default), `header:<Name>` or `consumer`.
+    pub key_by: Option<String>,
+    /// `memory` (default), `redis` (the `global.redis` URL) or a `redis://` / `rediss://` URL.
+    pub store: Option<String>,
+    /// Paths (globs) not limited.
+    pub skip_paths: Option<Vec<String>>,
+    /// Only log and count what would be limited.
+    pub dry_run: Option<bool>,
+}
+
+/// `global.redis`: the shared Redis server.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Redis {
+    /// `redis://` or `rediss://` URL.
+    pub url: String,
+    /// Deadline for one Redis decision before the local fallback answers (default 50).
+    pub timeout_ms: Option<u64>,
+}
+
+/// `requestTransform` / `responseTransform`: header edits, with `{{ ... }}` templates.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Transform {
+    /// Header → value; the value may use `{{ jwt.<claim> }}`, `{{ consumer }}`, `{{ request_id }}`.
+    pub set_headers: Option<BTreeMap<String, String>>,
+    /// Headers removed.
+    pub remove_headers: Option<Vec<String>>,
 }
 
 /// `http2`: HTTP/2 on the site's port.

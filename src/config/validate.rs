@@ -33,7 +33,10 @@ pub const LOG_FORMATS: [&str; 5] = ["dev", "json", "combined", "common", "short"
 
 /// Checks the whole config; returns every error found.
 pub fn validate(cfg: &LoadedConfig) -> Vec<ConfigError> {
-    let mut v = Validator { errors: Vec::new() };
+    let mut v = Validator {
+        errors: Vec::new(),
+        site_trusted: false,
+    };
     let global_prefix = if cfg.shape == super::load::Shape::Full {
         "global"
     } else {
@@ -106,6 +109,8 @@ pub fn effective_port(site: &Site) -> u16 {
 
 struct Validator {
     errors: Vec<ConfigError>,
+    /// The site being checked lists `trustedProxies` (route-level `ipFilter.trustProxy` needs it).
+    site_trusted: bool,
 }
 
 impl Validator {
@@ -147,6 +152,7 @@ impl Validator {
     }
 
     fn site(&mut self, s: &Site, p: &str) {
+        self.site_trusted = s.trusted_proxies.as_ref().is_some_and(|l| !l.is_empty());
         if let Some(host) = &s.host {
             if let Err(why) = HostPattern::parse(host) {
                 self.err(&join(p, "host"), &why);
@@ -200,22 +206,20 @@ impl Validator {
         if let Some(h) = &s.http2 {
             self.http2(&join(p, "http2"), h, s.tls.is_some());
         }
-        if let Some(f) = &s.ip_filter {
-            self.errors.extend(crate::filter::ip_filter::validate(
-                f,
-                s.trusted_proxies.as_ref().is_some_and(|l| !l.is_empty()),
-                &join(p, "ipFilter"),
+        self.errors.extend(crate::filter::validate(
+            crate::filter::AccessFields::of_site(s),
+            s.trusted_proxies.as_ref().is_some_and(|l| !l.is_empty()),
+            p,
+        ));
+        self.later(p, "rateLimit", &s.rate_limit);
+        self.later(p, "requestTransform", &s.request_transform);
+        self.later(p, "responseTransform", &s.response_transform);
+        if let Some(c) = &s.consumers {
+            self.errors.extend(crate::filter::validate_consumers(
+                c,
+                s,
+                &join(p, "consumers"),
             ));
-        }
-        if let Some(b) = &s.basic_auth {
-            self.errors.extend(crate::filter::basic_auth::validate(
-                b,
-                &join(p, "basicAuth"),
-            ));
-        }
-        if let Some(k) = &s.api_key {
-            self.errors
-                .extend(crate::filter::api_key::validate(k, &join(p, "apiKey")));
         }
         if let Some(raw::SecurityHeaders::Options(o)) = &s.security_headers {
             let sp = join(p, "securityHeaders");
@@ -275,10 +279,6 @@ impl Validator {
             ("responseTime", &s.response_time),
             ("serverTiming", &s.server_timing),
             ("cors", &s.cors),
-            ("rateLimit", &s.rate_limit),
-            ("jwtAuth", &s.jwt_auth),
-            ("forwardAuth", &s.forward_auth),
-            ("consumers", &s.consumers),
             ("headers", &s.headers),
             ("redirects", &s.redirects),
             ("middleware", &s.middleware),
@@ -290,8 +290,6 @@ impl Validator {
             ("fallback", &s.fallback),
             ("maskErrors", &s.mask_errors),
             ("faultInjection", &s.fault_injection),
-            ("requestTransform", &s.request_transform),
-            ("responseTransform", &s.response_transform),
         ] {
             self.later(p, field, value);
         }
@@ -351,6 +349,11 @@ impl Validator {
     }
 
     fn route_options(&mut self, p: &str, o: &raw::RouteOptions) {
+        self.errors.extend(crate::filter::validate(
+            crate::filter::AccessFields::of_route(o),
+            self.site_trusted,
+            p,
+        ));
         match (&o.targets, &o.groups) {
             (None, None) => self.err(
                 &join(p, "targets"),
@@ -624,9 +627,8 @@ impl Validator {
                 }
             }
         }
-        for (field, value) in [("rateLimit", &o.rate_limit), ("cache", &o.cache)] {
-            self.later(p, field, value);
-        }
+        self.later(p, "rateLimit", &o.rate_limit);
+        self.later(p, "cache", &o.cache);
     }
 
     fn tls(&mut self, p: &str, t: &raw::Tls, site: &Site) {

@@ -102,6 +102,8 @@ pub struct RequestCtx {
     pub set_cookie: Option<String>,
     /// The normalised path, kept only when the site has access filters.
     pub access_path: Option<String>,
+    /// Who the access filters established the request comes from.
+    pub identity: crate::filter::Identity,
     /// The request side of this request's `mirror` copy.
     pub mirror: super::mirror::MirrorFeed,
 }

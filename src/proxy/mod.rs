@@ -167,6 +167,44 @@ pub(crate) fn prepare_upstream_request(
     Ok(())
 }
 
+/// Answers a request the access filters turned away.
+async fn deny(session: &mut Session, denial: crate::filter::Denial, request_id: &str) {
+    match denial {
+        crate::filter::Denial::Refused(r) => {
+            let challenge = r.challenge.as_deref().map(|c| ("www-authenticate", c));
+            failure::respond(
+                session,
+                r.status,
+                r.reason,
+                request_id,
+                false,
+                challenge.as_slice(),
+            )
+            .await;
+        }
+        crate::filter::Denial::Answer(a) => {
+            let Ok(mut resp) = ResponseHeader::build(a.status, Some(a.headers.len() + 2)) else {
+                return;
+            };
+            for (name, value) in a.headers {
+                let _ = resp.append_header(name, value);
+            }
+            let _ = resp.insert_header(http::header::CONTENT_LENGTH, a.body.len());
+            let _ = resp.insert_header(request_id::HEADER, request_id);
+            let head = session.req_header().method == http::Method::HEAD;
+            let empty = head || a.body.is_empty();
+            if session
+                .write_response_header(Box::new(resp), empty)
+                .await
+                .is_ok()
+                && !empty
+            {
+                let _ = session.write_response_body(Some(a.body), true).await;
+            }
+        }
+    }
+}
+
 impl Gateway {
     /// Site, checks, normalisation and route for one request; no I/O.
     fn decide(
@@ -257,16 +295,16 @@ impl Gateway {
             return Err(refusal(404, "no route for this path"));
         };
         ctx.route = Some(route);
-        if !site.access.is_empty() {
+        let chosen = site.route_at(route);
+        if let Some(access) = chosen.map(|r| &r.access).filter(|a| !a.is_empty()) {
             ctx.access_path = Some(path.to_string());
-            if site.access.api_key.is_some() {
+            if access.reads_query_key() {
                 // A key sent as `?api_key=` never reaches the access log.
                 if let Some(t) = crate::filter::api_key::redact_target(&ctx.target) {
                     ctx.target = t;
                 }
             }
         }
-        let chosen = site.route_at(route);
         if hop::is_upgrade(&req.headers) && !chosen.is_some_and(|r| r.websocket) {
             return Err(refusal(
                 403,
@@ -314,6 +352,7 @@ impl ProxyHttp for Gateway {
             circuit_open: false,
             set_cookie: None,
             access_path: None,
+            identity: crate::filter::Identity::default(),
             mirror: mirror::MirrorFeed::default(),
         }
     }
@@ -335,24 +374,20 @@ impl ProxyHttp for Gateway {
                 (Some(site), Some(route)) => {
                     let site = site.clone();
                     let priority = route.priority;
+                    let access = route.access.clone();
                     if let Some(path) = ctx.access_path.take() {
                         let peer = crate::filter::Peer {
                             peer: ctx.peer_ip,
                             client: ctx.client_ip,
                             trusted: ctx.trusted_peer,
+                            tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
                         };
-                        if let Err(r) = site.access.check(session.req_header_mut(), &path, peer) {
-                            let challenge = r.challenge.as_deref().map(|c| ("www-authenticate", c));
-                            failure::respond(
-                                session,
-                                r.status,
-                                r.reason,
-                                ctx.request_id.as_str(),
-                                false,
-                                challenge.as_slice(),
-                            )
-                            .await;
-                            return Ok(true);
+                        match access.check(session.req_header_mut(), &path, peer).await {
+                            Ok(identity) => ctx.identity = identity,
+                            Err(denial) => {
+                                deny(session, denial, ctx.request_id.as_str()).await;
+                                return Ok(true);
+                            }
                         }
                     }
                     admission::admit(&site.state, &site.limits, priority)

@@ -1,0 +1,1 @@
+//! `rateLimit`: requests per window per key (placeholder until implemented).

@@ -1,0 +1,1 @@
+//! `requestTransform` / `responseTransform` (placeholder until implemented).
