@@ -189,6 +189,7 @@ mod tests {
             peer: Some(ip),
             client: Some(ip),
             trusted: false,
+            tls: false,
         }
     }
 
@@ -249,6 +250,7 @@ mod tests {
             peer: Some("127.0.0.1".parse().unwrap()),
             client: Some("10.1.2.3".parse().unwrap()),
             trusted: true,
+            tls: false,
         };
         assert!(filter(&[], &["10.0.0.0/8"], true, false)
             .check(peer)
@@ -268,6 +270,7 @@ mod tests {
             peer: None,
             client: None,
             trusted: false,
+            tls: false,
         };
         assert!(filter(&["10.0.0.0/8"], &[], false, false)
             .check(none)
