@@ -267,7 +267,7 @@ impl Access {
         }
         #[cfg(feature = "jwt")]
         if let Some(f) = &self.jwt {
-            identity.claims = f.check(req, path)?;
+            identity.claims = f.check(req, path).await?;
         }
         #[cfg(feature = "consumers")]
         if let Some(f) = &self.consumers {

@@ -23,7 +23,11 @@ pub fn compile(_raw: &raw::JwtAuth, _id: &str) -> Result<JwtAuth, ConfigError> {
 
 impl JwtAuth {
     /// The verified claims, or `None` when the path is skipped.
-    pub fn check(&self, _req: &mut RequestHeader, _path: &str) -> Result<Option<Claims>, Refusal> {
+    pub async fn check(
+        &self,
+        _req: &mut RequestHeader,
+        _path: &str,
+    ) -> Result<Option<Claims>, Refusal> {
         Ok(None)
     }
 }
