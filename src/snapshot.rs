@@ -100,6 +100,10 @@ pub struct Site {
     pub access: Arc<crate::filter::Access>,
     /// `securityHeaders`: added to responses that lack them.
     pub security_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// `requestTransform`: header edits on the forwarded request.
+    pub request_transform: Option<crate::filter::transform::Transform>,
+    /// `responseTransform`: header edits on the response.
+    pub response_transform: Option<crate::filter::transform::Transform>,
     /// State that outlives reloads.
     pub state: Arc<SiteState>,
 }

@@ -223,6 +223,14 @@ pub(crate) fn compile_site(
         trusted_proxies,
         merge_slashes: s.merge_slashes.unwrap_or(true),
         access,
+        request_transform: s
+            .request_transform
+            .as_ref()
+            .map(crate::filter::transform::compile),
+        response_transform: s
+            .response_transform
+            .as_ref()
+            .map(crate::filter::transform::compile),
         security_headers: super::security::compile_security_headers(
             s.security_headers.as_ref(),
             s.tls.is_some(),

@@ -212,8 +212,7 @@ impl Validator {
             p,
         ));
         self.later(p, "rateLimit", &s.rate_limit);
-        self.later(p, "requestTransform", &s.request_transform);
-        self.later(p, "responseTransform", &s.response_transform);
+        self.transforms(s, p);
         if let Some(c) = &s.consumers {
             self.errors.extend(crate::filter::validate_consumers(
                 c,
@@ -292,6 +291,52 @@ impl Validator {
             ("faultInjection", &s.fault_injection),
         ] {
             self.later(p, field, value);
+        }
+    }
+
+    /// `requestTransform` / `responseTransform`: valid edits, and templates only of what the
+    /// site can provide (`{{ jwt.* }}` needs a JWT check, `{{ consumer }}` needs consumers).
+    fn transforms(&mut self, s: &Site, p: &str) {
+        let routes_jwt = || {
+            let opts = s
+                .routes
+                .iter()
+                .flatten()
+                .filter_map(|r| r.proxy.as_ref())
+                .chain(match &s.proxy {
+                    Some(raw::Proxy::Map(m)) => m.values().collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                });
+            opts.into_iter().any(|u| match u {
+                raw::Upstream::Options(o) => o.jwt_auth.is_some(),
+                _ => false,
+            })
+        };
+        let consumer_jwt = s
+            .consumers
+            .as_ref()
+            .is_some_and(|c| c.consumers.iter().any(|c| c.jwt.is_some()));
+        let has_jwt = s.jwt_auth.is_some() || consumer_jwt || routes_jwt();
+        for (field, t) in [
+            ("requestTransform", &s.request_transform),
+            ("responseTransform", &s.response_transform),
+        ] {
+            let Some(t) = t else { continue };
+            let tp = join(p, field);
+            let (errors, uses) = crate::filter::transform::validate(t, &tp);
+            self.errors.extend(errors);
+            if uses.jwt && !has_jwt {
+                self.err(
+                    &join(&tp, "setHeaders"),
+                    "uses `{{ jwt.* }}` but no `jwtAuth` (or consumer `jwt`) verifies tokens on this site",
+                );
+            }
+            if uses.consumer && s.consumers.is_none() {
+                self.err(
+                    &join(&tp, "setHeaders"),
+                    "uses `{{ consumer }}` but the site has no `consumers`",
+                );
+            }
         }
     }
 

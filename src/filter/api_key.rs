@@ -111,10 +111,7 @@ impl ApiKeyAuth {
     /// `path` is the normalised request path; paths matching `skipPaths` need no key.
     pub fn check(&self, req: &mut RequestHeader, path: &str) -> Result<(), Refusal> {
         if !self.skip.iter().any(|g| g.matches(path)) {
-            let presented = match req.headers.get(&self.header) {
-                Some(v) => Some(sha256(v.as_bytes())),
-                None => req.uri.query().and_then(query_key).map(|k| sha256(&k)),
-            };
+            let presented = presented_key(req, &self.header).map(|k| sha256(&k));
             match presented {
                 None => return Err(refusal("missing API key")),
                 Some(d) if !self.accepts(&d) => return Err(refusal("invalid API key")),
@@ -122,7 +119,7 @@ impl ApiKeyAuth {
             }
         }
         if !self.forward {
-            self.strip(req)?;
+            strip_key(req, &self.header)?;
         }
         Ok(())
     }
@@ -135,35 +132,43 @@ impl ApiKeyAuth {
         }
         found
     }
+}
 
-    /// Removes the key header and every `api_key` query parameter.
-    fn strip(&self, req: &mut RequestHeader) -> Result<(), Refusal> {
-        req.remove_header(&self.header);
-        let Some(query) = req.uri.query() else {
-            return Ok(());
-        };
-        let Some(kept) = strip_query(query) else {
-            return Ok(());
-        };
-        let mut target = req.uri.path().to_string();
-        if !kept.is_empty() {
-            target.push('?');
-            target.push_str(&kept);
-        }
-        let mut parts = req.uri.clone().into_parts();
-        parts.path_and_query = Some(PathAndQuery::try_from(target).map_err(|_| Refusal {
-            status: 400,
-            reason: "invalid request target",
-            challenge: None,
-        })?);
-        let uri = Uri::from_parts(parts).map_err(|_| Refusal {
-            status: 400,
-            reason: "invalid request target",
-            challenge: None,
-        })?;
-        req.set_uri(uri);
-        Ok(())
+/// The key a request presents: the header's value, else the first non-empty `?api_key=`.
+pub(crate) fn presented_key(req: &RequestHeader, header: &HeaderName) -> Option<Vec<u8>> {
+    match req.headers.get(header) {
+        Some(v) => Some(v.as_bytes().to_vec()),
+        None => req.uri.query().and_then(query_key),
     }
+}
+
+/// Removes the key header and every `api_key` query parameter.
+pub(crate) fn strip_key(req: &mut RequestHeader, header: &HeaderName) -> Result<(), Refusal> {
+    req.remove_header(header);
+    let Some(query) = req.uri.query() else {
+        return Ok(());
+    };
+    let Some(kept) = strip_query(query) else {
+        return Ok(());
+    };
+    let mut target = req.uri.path().to_string();
+    if !kept.is_empty() {
+        target.push('?');
+        target.push_str(&kept);
+    }
+    let mut parts = req.uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(target).map_err(|_| Refusal {
+        status: 400,
+        reason: "invalid request target",
+        challenge: None,
+    })?);
+    let uri = Uri::from_parts(parts).map_err(|_| Refusal {
+        status: 400,
+        reason: "invalid request target",
+        challenge: None,
+    })?;
+    req.set_uri(uri);
+    Ok(())
 }
 
 fn refusal(reason: &'static str) -> Refusal {

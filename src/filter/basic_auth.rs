@@ -58,6 +58,8 @@ enum Secret {
 }
 
 struct User {
+    /// Position of the user in the configured `users` (name order).
+    pos: usize,
     /// SHA-256 of the user name (names are compared as digests, in constant time).
     name: Digest,
     secret: Secret,
@@ -160,6 +162,18 @@ fn argon2_error(hash: &str) -> Option<String> {
     None
 }
 
+/// Why a configured password (plain, or a bcrypt / argon2 hash) is unusable, if it is.
+pub(crate) fn password_error(password: &str) -> Option<String> {
+    if password.is_empty() {
+        return Some("password must not be empty".into());
+    }
+    match kind(password) {
+        Kind::Plain => None,
+        Kind::Bcrypt => bcrypt_error(password),
+        Kind::Argon2 => argon2_error(password),
+    }
+}
+
 /// Checks a site's `basicAuth`; every error carries its field path (`basicAuth.users.alice`).
 /// Error messages never quote a password or a hash.
 pub fn validate(raw: &raw::BasicAuth, path: &str) -> Vec<ConfigError> {
@@ -185,16 +199,7 @@ pub fn validate(raw: &raw::BasicAuth, path: &str) -> Vec<ConfigError> {
             ));
             continue;
         }
-        if password.is_empty() {
-            errors.push(ConfigError::new(p, "password must not be empty"));
-            continue;
-        }
-        let problem = match kind(password) {
-            Kind::Plain => None,
-            Kind::Bcrypt => bcrypt_error(password),
-            Kind::Argon2 => argon2_error(password),
-        };
-        if let Some(msg) = problem {
+        if let Some(msg) = password_error(password) {
             errors.push(ConfigError::new(p, msg));
         }
     }
@@ -221,8 +226,9 @@ pub fn compile(raw: &raw::BasicAuth) -> BasicAuth {
     let users = raw
         .users
         .iter()
-        .filter(|(name, pw)| !name.is_empty() && !name.contains(':') && !pw.is_empty())
-        .filter_map(|(name, pw)| {
+        .enumerate()
+        .filter(|(_, (name, pw))| !name.is_empty() && !name.contains(':') && !pw.is_empty())
+        .filter_map(|(pos, (name, pw))| {
             let secret = match kind(pw) {
                 Kind::Plain => Secret::Plain(sha256(pw.as_bytes())),
                 Kind::Bcrypt if bcrypt_error(pw).is_none() => Secret::Bcrypt(pw.clone()),
@@ -230,6 +236,7 @@ pub fn compile(raw: &raw::BasicAuth) -> BasicAuth {
                 _ => return None,
             };
             Some(User {
+                pos,
                 name: sha256(name.as_bytes()),
                 secret,
             })
@@ -298,19 +305,23 @@ impl BasicAuth {
 
     /// Whether decoded `user:password` bytes name a configured user with that password.
     fn accepts(&self, decoded: &[u8]) -> bool {
-        let Some(colon) = decoded.iter().position(|b| *b == b':') else {
-            return false;
-        };
+        self.user_index(decoded).is_some()
+    }
+
+    /// The position (in name order, as the configured `users` map lists them) of the user that decoded
+    /// `user:password` bytes name, when the password is right.
+    pub(crate) fn user_index(&self, decoded: &[u8]) -> Option<usize> {
+        let colon = decoded.iter().position(|b| *b == b':')?;
         let (name, password) = (&decoded[..colon], &decoded[colon + 1..]);
         let name = sha256(name);
         // Every name is compared in full, so the lookup time does not depend on which matched.
-        let mut user = None;
-        for u in &self.users {
+        let mut found = None;
+        for (i, u) in self.users.iter().enumerate() {
             if ct_eq(&u.name, &name) {
-                user = Some(u);
+                found = Some(i);
             }
         }
-        let Some(user) = user else {
+        let Some(i) = found else {
             // An unknown user costs what a hashed user's first attempt costs, so response time
             // does not tell which user names exist.
             if let Some(decoy) = self
@@ -320,12 +331,13 @@ impl BasicAuth {
             {
                 let _ = verify_secret(&decoy.secret, password);
             }
-            return false;
+            return None;
         };
-        match &user.secret {
+        let ok = match &self.users[i].secret {
             Secret::Plain(stored) => ct_eq(stored, &sha256(password)),
             secret => self.cached_verify(decoded, || verify_secret(secret, password)),
-        }
+        };
+        ok.then_some(self.users[i].pos)
     }
 
     /// `verify()`, unless these exact credentials were verified before; successes are
@@ -359,7 +371,7 @@ impl BasicAuth {
 
 /// What an `Authorization` value holds.
 #[derive(Debug, PartialEq, Eq)]
-enum Credentials {
+pub(crate) enum Credentials {
     /// Another scheme (`Bearer ...`): no Basic credentials.
     NotBasic,
     /// `Basic` with a token that is not base64 of `user:password`.
@@ -369,7 +381,7 @@ enum Credentials {
 }
 
 /// Parses `Basic <base64>` (scheme case-insensitive, surrounding spaces tolerated).
-fn basic_credentials(value: &[u8]) -> Credentials {
+pub(crate) fn basic_credentials(value: &[u8]) -> Credentials {
     let value = value.trim_ascii();
     let (scheme, rest) = match value.iter().position(|b| *b == b' ' || *b == b'\t') {
         Some(i) => (&value[..i], value[i..].trim_ascii()),

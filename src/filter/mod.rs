@@ -271,7 +271,12 @@ impl Access {
         }
         #[cfg(feature = "consumers")]
         if let Some(f) = &self.consumers {
-            identity.consumer = f.check(req, path, identity.claims.as_ref())?;
+            if let Some((consumer, claims)) = f.check(req, path, identity.claims.as_ref())? {
+                identity.consumer = Some(consumer);
+                if claims.is_some() {
+                    identity.claims = claims;
+                }
+            }
         }
         #[cfg(feature = "forward-auth")]
         if let Some(f) = &self.forward {

@@ -73,6 +73,9 @@ pub(crate) fn finish_response_headers(resp: &mut ResponseHeader, ctx: &mut Reque
                 let _ = resp.insert_header(name.clone(), value.clone());
             }
         }
+        if let Some(t) = &site.response_transform {
+            t.apply_response(resp, &ctx.identity, ctx.request_id.as_str());
+        }
     }
 }
 
@@ -163,6 +166,9 @@ pub(crate) fn prepare_upstream_request(
     upstream.insert_header(request_id::HEADER, ctx.request_id.header_value())?;
     if ctx.route().is_some_and(|r| !r.pool.keepalive()) && !hop::is_upgrade(&upstream.headers) {
         upstream.insert_header(http::header::CONNECTION, "close")?;
+    }
+    if let Some(t) = ctx.site.as_ref().and_then(|s| s.request_transform.as_ref()) {
+        t.apply_request(upstream, &ctx.identity, ctx.request_id.as_str());
     }
     Ok(())
 }
