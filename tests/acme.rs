@@ -107,11 +107,19 @@ struct Pebble {
 impl Pebble {
     /// Starts pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port`, issuing
     /// certificates valid for `validity` (pebble's default when `None`).
-    fn start(http_port: u16, tls_port: u16, validity: Option<Duration>) -> Pebble {
-        assert!(
-            Path::new(PEBBLE).exists(),
-            "{PEBBLE} is missing: install it with `apt-get install pebble` (.ci/run does)"
-        );
+    /// `None` (the test is skipped, loudly) when pebble is not installed, unless
+    /// `CONDUIT_REQUIRE_PEBBLE` is set, as `.ci/run` sets it: then a missing pebble fails.
+    fn start(http_port: u16, tls_port: u16, validity: Option<Duration>) -> Option<Pebble> {
+        if !Path::new(PEBBLE).exists() {
+            assert!(
+                std::env::var_os("CONDUIT_REQUIRE_PEBBLE").is_none(),
+                "{PEBBLE} is missing: install it with `apt-get install pebble` (.ci/run does)"
+            );
+            eprintln!(
+                "SKIPPED: {PEBBLE} is not installed (`apt-get install pebble`; .ci/run does)"
+            );
+            return None;
+        }
         let dns = DnsStub::start();
         let dir = tempfile::tempdir().unwrap();
         // The certificate of pebble's own HTTPS API, from a CA made here (Conduit's `caRoot`).
@@ -192,7 +200,7 @@ impl Pebble {
             );
             thread::sleep(Duration::from_millis(20));
         }
-        p
+        Some(p)
     }
 
     fn log(&self) -> String {
@@ -432,7 +440,9 @@ fn spawn(c: &mut Conduit) {
 fn http01_issues_a_trusted_certificate_stored_privately() {
     let host = "http01.acme.test";
     let (port, plain) = (free_port(), Plain::new());
-    let pebble = Pebble::start(plain.site, dead_port(), None);
+    let Some(pebble) = Pebble::start(plain.site, dead_port(), None) else {
+        return;
+    };
     let up = Upstream::start("acme-up");
     let yaml = acme_site(
         host,
@@ -505,7 +515,9 @@ fn tls_alpn01_issues_a_trusted_certificate_on_the_tls_port() {
     let host = "alpn.acme.test";
     let port = free_port();
     // Nothing listens on pebble's HTTP-01 port: the TLS port is the only way to validate.
-    let pebble = Pebble::start(dead_port(), port, None);
+    let Some(pebble) = Pebble::start(dead_port(), port, None) else {
+        return;
+    };
     let up = Upstream::start("alpn-up");
     let yaml = acme_site(host, &up, &pebble, "        challenge: tls-alpn-01\n", None);
     let conduit = start_conduit(&yaml, port);
@@ -528,7 +540,9 @@ fn tls_alpn01_issues_a_trusted_certificate_on_the_tls_port() {
 fn an_expiring_stored_certificate_is_renewed_at_start() {
     let host = "expiring.acme.test";
     let (port, plain) = (free_port(), Plain::new());
-    let pebble = Pebble::start(plain.site, dead_port(), None);
+    let Some(pebble) = Pebble::start(plain.site, dead_port(), None) else {
+        return;
+    };
     let up = Upstream::start("exp-up");
     let yaml = acme_site(host, &up, &pebble, "", Some(plain));
     // A stored certificate with 5 days left (fewer than the default 30), before the start.
@@ -569,11 +583,13 @@ fn renewal_hot_swaps_the_served_certificate_without_restart() {
     let host = "renew.acme.test";
     let (port, plain) = (free_port(), Plain::new());
     // Pebble issues for 20 days: fresh with renewBeforeDays 10, due with 30.
-    let pebble = Pebble::start(
+    let Some(pebble) = Pebble::start(
         plain.site,
         dead_port(),
         Some(Duration::from_secs(20 * 86_400)),
-    );
+    ) else {
+        return;
+    };
     let up = Upstream::start("renew-up");
     let site = |days: u32| {
         acme_site(
