@@ -33,6 +33,14 @@
 #                                   TLS 1.3 resumptions (PSK + ECDHE, no certificate signature)
 #                                   h2: h2load over TLS, ALPN h2, -c H2_CONNECTIONS -m H2_STREAMS
 #                                   (the floor has no TLS, so the TLS scenarios leave it out)
+#                                   auth-apikey, auth-basic, auth-jwt-hs256, auth-jwt-rs256,
+#                                   auth-jwt-es256, ratelimit: the cost of one access check (or of a
+#                                   memory-store rate limit that never refuses) per request: Conduit
+#                                   with the check ("conduit") against the same binary without it
+#                                   ("conduit-base"), both over plain HTTP with wrk sending the
+#                                   credential on every request; auth-basic uses a bcrypt hash
+#                                   (verified once, then cached); the tokens are minted by the
+#                                   script with openssl and do not expire during the run
 #   HANDSHAKE_RATE=500              new connections (= requests) per second (SCENARIO=tls-handshake;
 #                                   on 2 vCPUs h2load cannot open many more with full handshakes)
 #   H2_CONNECTIONS=10 H2_STREAMS=5  h2load -c and -m (SCENARIO=h2): 50 requests in flight like the
@@ -72,12 +80,15 @@ H2_STREAMS=${H2_STREAMS:-5}
 HANDSHAKE_RATE=${HANDSHAKE_RATE:-500}
 TLS=0
 H2LOAD=0 # 1: the load generator is h2load (h2, tls-handshake), else wrk
+CHECK=0  # 1: an access-check / rate-limit scenario (conduit vs conduit-base)
 case $SCENARIO in
     single) ;;
+    auth-apikey | auth-basic | auth-jwt-hs256 | auth-jwt-rs256 | auth-jwt-es256 | ratelimit)
+        CHECK=1 PROXIES="conduit conduit-base" ;;
     least-conn4) PROXIES=${PROXIES/floor/} ;;
     tls-keepalive | tls-resume) TLS=1 PROXIES=${PROXIES/floor/} ;;
     tls-handshake | h2) TLS=1 H2LOAD=1 PROXIES=${PROXIES/floor/} ;;
-    *) die "unknown SCENARIO '$SCENARIO' (expected single, least-conn4, tls-keepalive, tls-resume, tls-handshake or h2)" ;;
+    *) die "unknown SCENARIO '$SCENARIO' (expected single, least-conn4, tls-keepalive, tls-resume, tls-handshake, h2, auth-apikey, auth-basic, auth-jwt-hs256, auth-jwt-rs256, auth-jwt-es256 or ratelimit)" ;;
 esac
 [ "$HANDSHAKE_RATE" -ge 100 ] 2>/dev/null || die "HANDSHAKE_RATE must be an integer >= 100"
 
@@ -89,7 +100,7 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v taskset >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v pgrep >/dev/null 2>&1 || need_pkgs+=(procps)
-if [ "$TLS" = 1 ]; then
+if [ "$TLS" = 1 ] || [ "$CHECK" = 1 ]; then
     command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
     [ "$H2LOAD" != 1 ] || command -v h2load >/dev/null 2>&1 || need_pkgs+=(nghttp2-client)
 fi
@@ -149,8 +160,8 @@ awk -v l="$LOAD1" 'BEGIN {exit !(l > 0.5)}' &&
 CONDUIT=$TARGET_DIR/release/conduit
 FLOOR=$TARGET_DIR/release/examples/floor
 if [ "$SKIP_BUILD" != 1 ]; then
-    log "building release binaries (cargo build --release --bin conduit --example floor)"
-    (cd "$ROOT" && cargo build --release --bin conduit --example floor) || die "release build failed"
+    log "building release binaries (cargo build --release --features standard --bin conduit --example floor)"
+    (cd "$ROOT" && cargo build --release --features standard --bin conduit --example floor) || die "release build failed"
 fi
 [ -x "$CONDUIT" ] || die "$CONDUIT not found (build it, or unset SKIP_BUILD)"
 [ -x "$FLOOR" ] || die "$FLOOR not found (build it, or unset SKIP_BUILD)"
@@ -224,7 +235,7 @@ wait_ok() {
     local port=$1 pid=$2 deadline=$(($(date +%s) + $3)) scheme=${4:-http}
     while true; do
         if taskset -c "$LOAD_CPU" curl -sk -o /dev/null --max-time 1 -w '%{http_code}' \
-            "$scheme://127.0.0.1:$port/" 2>/dev/null | grep -qx 200; then
+            ${LOAD_HEADER:+-H "$LOAD_HEADER"} "$scheme://127.0.0.1:$port/" 2>/dev/null | grep -qx 200; then
             return 0
         fi
         kill -0 "$pid" 2>/dev/null || return 1
@@ -341,6 +352,62 @@ EOF
     fi
     NGINX_SERVERS="        server 127.0.0.1:$UPSTREAM_PORT;"
 fi
+# Access-check scenarios: conduit.yaml = the plain config + the check; wrk sends the credential.
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+LOAD_HEADER=""
+if [ "$CHECK" = 1 ]; then
+    cp "$TMP/conduit.yaml" "$TMP/conduit-base.yaml"
+    NOW=$(date +%s)
+    CLAIMS=$(printf '{"sub":"bench-user","iat":%d,"exp":%d}' "$NOW" $((NOW + 86400)) | b64url)
+    case $SCENARIO in
+        auth-apikey)
+            echo "    apiKey: {keys: [bench-key-1, bench-key-2, bench-key-3]}" >>"$TMP/conduit.yaml"
+            LOAD_HEADER="X-API-Key: bench-key-3"
+            ;;
+        auth-basic)
+            # bcrypt (cost 10) of "bench-pass"; `$` doubled for the config's variable syntax.
+            echo '    basicAuth: {users: {bench: "$$2b$$10$$yC2YbWBMNdkJL24KpbQu..nNojxNWEa81cvmNCznKRrzw9ExjcbPW"}}' >>"$TMP/conduit.yaml"
+            LOAD_HEADER="Authorization: Basic $(printf 'bench:bench-pass' | openssl base64 -A)"
+            ;;
+        auth-jwt-hs256)
+            SECRET=bench-secret-0123456789abcdef0123456789
+            echo "    jwtAuth: {secret: $SECRET, algorithms: [HS256]}" >>"$TMP/conduit.yaml"
+            INPUT="$(printf '{"alg":"HS256","typ":"JWT"}' | b64url).$CLAIMS"
+            SIG=$(printf '%s' "$INPUT" | openssl dgst -sha256 -hmac "$SECRET" -binary | b64url)
+            LOAD_HEADER="Authorization: Bearer $INPUT.$SIG"
+            ;;
+        auth-jwt-rs256 | auth-jwt-es256)
+            if [ "$SCENARIO" = auth-jwt-rs256 ]; then
+                ALG=RS256
+                openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$TMP/jwt.key" 2>/dev/null
+            else
+                ALG=ES256
+                openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TMP/jwt.key" 2>/dev/null
+            fi
+            openssl pkey -in "$TMP/jwt.key" -pubout -out "$TMP/jwt.pub" 2>/dev/null || die "openssl key generation failed"
+            echo "    jwtAuth: {publicKey: $TMP/jwt.pub, algorithms: [$ALG]}" >>"$TMP/conduit.yaml"
+            INPUT="$(printf '{"alg":"%s","typ":"JWT"}' "$ALG" | b64url).$CLAIMS"
+            printf '%s' "$INPUT" | openssl dgst -sha256 -sign "$TMP/jwt.key" -out "$TMP/sig.der" ||
+                die "openssl signing failed"
+            if [ "$ALG" = RS256 ]; then
+                SIG=$(b64url <"$TMP/sig.der")
+            else
+                # JWS wants ES256 as r || s (32 bytes each), openssl writes DER: convert.
+                SIG=$(openssl asn1parse -inform DER -in "$TMP/sig.der" |
+                    awk -F: '/INTEGER/ {v = $NF; while (length(v) < 64) v = "0" v; printf "%s", substr(v, length(v) - 63)}' |
+                    sed 's/../\\x&/g' | { read -r esc; printf '%b' "$esc"; } | b64url)
+            fi
+            LOAD_HEADER="Authorization: Bearer $INPUT.$SIG"
+            ;;
+        ratelimit)
+            # A memory-store limit no request reaches: the cost of the decision and its headers.
+            echo "    rateLimit: {limit: 1000000000, windowSecs: 60, keyBy: ip}" >>"$TMP/conduit.yaml"
+            ;;
+    esac
+    # The check must let wrk's requests through: one request with the credential, one without.
+    "$CONDUIT" validate -c "$TMP/conduit-base.yaml" >"$TMP/validate.log" 2>&1 ||
+        die "conduit rejected the base bench config: $(cat "$TMP/validate.log")"
+fi
 "$CONDUIT" validate -c "$TMP/conduit.yaml" >"$TMP/validate.log" 2>&1 ||
     die "conduit rejected the bench config: $(cat "$TMP/validate.log")"
 
@@ -367,6 +434,10 @@ start_proxy() {
             # shellcheck disable=SC2086
             start_proc "$PROXY_CPU" "$TMP/conduit.log" env TMPDIR="$TMP" $PROXY_ENV "$CONDUIT" -c "$TMP/conduit.yaml"
             ;;
+        conduit-base)
+            # shellcheck disable=SC2086
+            start_proc "$PROXY_CPU" "$TMP/conduit-base.log" env TMPDIR="$TMP" $PROXY_ENV "$CONDUIT" -c "$TMP/conduit-base.yaml"
+            ;;
         floor)
             # shellcheck disable=SC2086
             start_proc "$PROXY_CPU" "$TMP/floor.log" env TMPDIR="$TMP" $PROXY_ENV "$FLOOR" "$PROXY_PORT" \
@@ -376,7 +447,7 @@ start_proxy() {
             start_proc "$PROXY_CPU" "$TMP/nginx-proxy.log" "$NGINX" -e "$TMP/nginx-proxy/error.log" -p "$TMP/nginx-proxy" \
                 -c "$TMP/nginx-proxy/nginx.conf"
             ;;
-        *) die "unknown proxy '$name' in PROXIES (expected conduit, nginx, floor)" ;;
+        *) die "unknown proxy '$name' in PROXIES (expected conduit, conduit-base, nginx, floor)" ;;
     esac
     PROXY_MAIN=$STARTED_PID
     PROXY_PID=$STARTED_PID
@@ -422,7 +493,7 @@ run_load() {
             ;;
         # wrk reconnects after each response that ends its connection: one handshake per request.
         tls-resume) cmd=(wrk -t1 -c"$CONNECTIONS" -d"$2" --latency -H "Connection: close" "$url") ;;
-        *) cmd=(wrk -t1 -c"$CONNECTIONS" -d"$2" --latency "$url") ;;
+        *) cmd=(wrk -t1 -c"$CONNECTIONS" -d"$2" --latency ${LOAD_HEADER:+-H "$LOAD_HEADER"} "$url") ;;
     esac
     # In the background + wait, so that Ctrl-C / TERM reach the trap at once.
     taskset -c "$LOAD_CPU" "${cmd[@]}" >"$3" 2>&1 &
@@ -589,7 +660,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 # (Start-up is measured over plain HTTP only: http_ok speaks no TLS.)
 for name in $PROXIES; do
-    [ "$name" = nginx ] || [ "$TLS" = 1 ] || { log "$name: start-to-first-request x$STARTUP_RUNS"; startup "$name"; }
+    [ "$name" = nginx ] || [ "$TLS" = 1 ] || [ "$CHECK" = 1 ] || { log "$name: start-to-first-request x$STARTUP_RUNS"; startup "$name"; }
 done
 
 # --- report ------------------------------------------------------------------------------------
@@ -647,9 +718,15 @@ else
     echo "load-side ceiling (wrk straight at the upstream, same CPU): $DIRECT_RPS req/s"
 fi
 echo
-echo "CPU µs/request ratios of the medians: conduit/floor $(ratio conduit floor)   conduit/nginx $(ratio conduit nginx)   floor/nginx $(ratio floor nginx)"
-echo "median of per-round ratios: conduit/floor $(round_ratios conduit floor)"
-echo "                            conduit/nginx $(round_ratios conduit nginx)"
+if [ "$CHECK" = 1 ]; then
+    echo "CPU µs/request with the check / without (SCENARIO=$SCENARIO): median ratio $(ratio conduit conduit-base)"
+    echo "median of per-round ratios: conduit/conduit-base $(round_ratios conduit conduit-base)"
+    echo "check config: $(tail -n 1 "$TMP/conduit.yaml" | sed 's/^ *//')"
+else
+    echo "CPU µs/request ratios of the medians: conduit/floor $(ratio conduit floor)   conduit/nginx $(ratio conduit nginx)   floor/nginx $(ratio floor nginx)"
+    echo "median of per-round ratios: conduit/floor $(round_ratios conduit floor)"
+    echo "                            conduit/nginx $(round_ratios conduit nginx)"
+fi
 for name in $PROXIES; do
     for r in $(seq 1 "$ROUNDS"); do
         awk -v o="${OTHER_PCT[$name#$r]}" -v st="${STEAL_PCT[$name#$r]}" 'BEGIN {exit !(o + st > 5)}' &&
