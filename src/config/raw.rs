@@ -437,6 +437,8 @@ pub struct ForwardAuth {
     pub timeout_ms: Option<u64>,
     /// Paths (globs) not sent to the auth service.
     pub skip_paths: Option<Vec<String>>,
+    /// How an `https://` url is verified (same fields as a route's `upstreamTls`).
+    pub tls: Option<UpstreamTls>,
 }
 
 /// `consumers`: named API clients.
