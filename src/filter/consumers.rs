@@ -32,6 +32,10 @@ pub const INVALID: &str = "invalid consumer credentials";
 /// Reason of the 403 when a verified token names no configured consumer.
 pub const UNKNOWN: &str = "token does not name a known consumer";
 
+/// The consumer a request was identified as, with the claims of the consumer's token (when a
+/// consumer JWT identified it).
+pub type Identified = (Arc<Consumer>, Option<Claims>);
+
 /// Compiled `consumers`.
 pub struct Consumers {
     list: Vec<Arc<Consumer>>,
@@ -312,7 +316,7 @@ impl Consumers {
         req: &mut RequestHeader,
         path: &str,
         claims: Option<&Claims>,
-    ) -> Result<Option<(Arc<Consumer>, Option<Claims>)>, Refusal> {
+    ) -> Result<Option<Identified>, Refusal> {
         // Only Conduit says who the consumer is.
         req.remove_header(&self.id_header);
         if self.skip.iter().any(|g| g.matches(path)) {
