@@ -128,6 +128,12 @@ pub fn run(path: &Path) -> Result<(), StartError> {
         "health checks",
         crate::upstream::health::HealthChecker::new(registries.clone()),
     ));
+    // Fetches and refreshes the JWKS key sets of `jwtAuth` (`jwksUrl`) in the background.
+    #[cfg(feature = "jwt")]
+    server.add_service(pingora::services::background::background_service(
+        "jwks refresh",
+        crate::filter::jwt::JwksRefresher,
+    ));
 
     crate::ext::acme_hooks::add_service(&mut server, handle.clone(), path);
 
