@@ -1,7 +1,8 @@
 //! Criterion benches for the per-request cost of the credential filters: verifying an HS256,
-//! RS256 and ES256 bearer token (through a prepared [`Verifier`] and through the compiled
-//! `jwtAuth` filter's `check`), and a `basicAuth` check of a bcrypt user whose credentials are
-//! already in the verification cache (the cost every request after a client's first pays).
+//! RS256 and ES256 bearer token the first time it is seen (a prepared [`Verifier`]: signature,
+//! claims), the compiled `jwtAuth` filter's `check` of a token it verified before (the
+//! verified-token cache: what every later request with the same token pays), and a `basicAuth`
+//! check of a bcrypt user whose credentials are already in the verification cache.
 //!
 //! Run with `cargo bench --features jwt --bench auth`.
 
@@ -95,7 +96,7 @@ fn bench_jwt(c: &mut Criterion) {
     }
     verifier.finish();
 
-    let mut filter = c.benchmark_group("jwt_auth_check");
+    let mut filter = c.benchmark_group("jwt_auth_check_cached");
     for (name, token, _, key) in &cases {
         let yaml = format!("{{{key}, issuer: 'https://idp.example.com', audience: [api]}}");
         let raw: raw::JwtAuth = serde_yaml_ng::from_str(&yaml).unwrap();

@@ -75,7 +75,13 @@ impl std::fmt::Debug for Jwk {
 pub struct KeySet {
     by_kid: HashMap<String, Arc<Jwk>>,
     keys: Vec<Arc<Jwk>>,
+    /// Unique per installed set in this process (0: the empty set before the first fetch), so
+    /// verifications can be tied to the set that made them.
+    pub generation: u64,
 }
+
+/// The last set generation handed out.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 impl KeySet {
     /// The key with this `kid`.
@@ -443,7 +449,8 @@ impl JwksSet {
         };
         let interval = self.interval();
         match result {
-            Ok(set) => {
+            Ok(mut set) => {
+                set.generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
                 self.successes.fetch_add(1, Ordering::Relaxed);
                 let before = self.keys.load();
                 if before.len() != set.len()

@@ -13,6 +13,7 @@
 //!
 //! [`Verifier`], [`bearer_token`] and [`unverified_claim`] serve per-consumer JWT credentials.
 
+mod cache;
 mod jwks;
 mod keys;
 mod verify;
@@ -53,6 +54,8 @@ pub struct JwtAuth {
     source: Source,
     skip: Vec<Glob>,
     forward: bool,
+    /// Tokens verified before (a repeated token skips the signature check).
+    cache: cache::TokenCache,
 }
 
 enum Source {
@@ -275,6 +278,7 @@ pub fn compile(raw: &raw::JwtAuth, id: &str) -> Result<JwtAuth, ConfigError> {
             .filter_map(|p| Glob::parse(p).ok())
             .collect(),
         forward: raw.forward_credentials.unwrap_or(true),
+        cache: cache::TokenCache::new(leeway),
     })
 }
 
@@ -298,10 +302,24 @@ impl JwtAuth {
         let verified = match presented(req) {
             Presented::Nothing => Err(Reason::Missing),
             Presented::Invalid => Err(Reason::Malformed),
-            Presented::Bearer(token) => match &self.source {
-                Source::Static(v) => v.check(token),
-                Source::Jwks(j) => j.verify(token).await,
-            },
+            Presented::Bearer(token) => {
+                let digest = cache::TokenCache::digest(token);
+                let keys = self.key_set();
+                match self.cache.get(&digest, keys) {
+                    Some(claims) => Ok(claims),
+                    None => {
+                        let verified = match &self.source {
+                            Source::Static(v) => v.check(token),
+                            Source::Jwks(j) => j.verify(token).await,
+                        };
+                        if let Ok(claims) = &verified {
+                            // The set that verified it (a refetch may have replaced it meanwhile).
+                            self.cache.insert(digest, claims, self.key_set());
+                        }
+                        verified
+                    }
+                }
+            }
         };
         match verified {
             Ok(claims) => {
@@ -314,6 +332,15 @@ impl JwtAuth {
                 tracing::debug!(auth = %self.id, reason = reason.text(), "bearer token refused");
                 Err(reason.refusal())
             }
+        }
+    }
+
+    /// Which key set verifies tokens now: 0 for a static key, else the generation of the JWKS's
+    /// current set (every refresh installs a new one).
+    fn key_set(&self) -> usize {
+        match &self.source {
+            Source::Static(_) => 0,
+            Source::Jwks(j) => j.lease.set().keys().generation as usize,
         }
     }
 
