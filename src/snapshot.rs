@@ -106,6 +106,8 @@ pub struct Site {
     pub response_transform: Option<crate::filter::transform::Transform>,
     /// State that outlives reloads.
     pub state: Arc<SiteState>,
+    /// `rateLimit` of the site and of its consumers (routes hold their own).
+    pub rate_limits: crate::filter::rate_limit::SiteRateLimits,
 }
 
 impl Site {

@@ -401,7 +401,6 @@ fn later_fields_are_not_supported_yet() {
     assert!(!o.stdout.contains("tls: no certificate"), "{}", o.show());
     for prefix in [
         "cors: not supported yet",
-        "rateLimit: not supported yet",
         "static: not supported yet",
         "proxy./a.cache: not supported yet",
     ] {
@@ -409,6 +408,7 @@ fn later_fields_are_not_supported_yet() {
     }
     // Implemented now: no error for them.
     assert!(!o.stdout.contains("proxy./a.retry"), "{}", o.show());
+    assert!(!o.stdout.contains("rateLimit"), "{}", o.show());
     assert!(!o.stdout.contains("proxy./b.strategy"), "{}", o.show());
 }
 

@@ -38,7 +38,10 @@ fn api_key_and_basic_identify_consumers_with_their_headers() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let seen = up.last();
-    assert_eq!(seen.target, "/orders?page=2", "the query key reached the upstream");
+    assert_eq!(
+        seen.target, "/orders?page=2",
+        "the query key reached the upstream"
+    );
     assert_eq!(seen.header_all("x-client"), vec!["acme"], "{seen:?}");
     assert_eq!(seen.header("x-plan"), Some("gold"));
     assert_eq!(seen.header("x-tenant"), Some("7"));
@@ -73,7 +76,10 @@ fn unknown_credentials_are_refused_before_the_upstream() {
     let http = client();
     for (name, req) in [
         ("none", http.get(c.url("/x"))),
-        ("bad key", http.get(c.url("/x")).header("x-api-key", "acme-key-3")),
+        (
+            "bad key",
+            http.get(c.url("/x")).header("x-api-key", "acme-key-3"),
+        ),
         ("bad query key", http.get(c.url("/x?api_key=nope"))),
         (
             "bad password",
@@ -149,9 +155,17 @@ fn bad_consumer_configs_are_rejected_with_paths() {
     let err = format!("{out}{err}");
     assert_ne!(code, 0);
     assert!(
-        err.contains("sites[0].consumers.consumers[1].apiKey: this key is also a key of consumer `a`"),
+        err.contains(
+            "sites[0].consumers.consumers[1].apiKey: this key is also a key of consumer `a`"
+        ),
         "{err}"
     );
-    assert!(err.contains("sites[0].consumers.consumers[2]: has no credential"), "{err}");
-    assert!(err.contains("sites[0].requestTransform.setHeaders: uses `{{ jwt.* }}`"), "{err}");
+    assert!(
+        err.contains("sites[0].consumers.consumers[2]: has no credential"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sites[0].requestTransform.setHeaders: uses `{{ jwt.* }}`"),
+        "{err}"
+    );
 }

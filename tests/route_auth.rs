@@ -39,7 +39,10 @@ fn a_route_setting_replaces_the_sites_on_that_route_only() {
 
     // The site's key guards `/`.
     assert_eq!(status(http.get(c.url("/x"))), 401);
-    assert_eq!(status(http.get(c.url("/x")).header("x-api-key", "site-key")), 200);
+    assert_eq!(
+        status(http.get(c.url("/x")).header("x-api-key", "site-key")),
+        200
+    );
 
     // `/admin` adds Basic (the site has none) and inherits the site key: both are needed.
     let r = http
@@ -53,7 +56,10 @@ fn a_route_setting_replaces_the_sites_on_that_route_only() {
         "Basic realm=\"Admin\", charset=\"UTF-8\""
     );
     assert_eq!(
-        status(http.get(c.url("/admin/users")).basic_auth("root", Some("toor"))),
+        status(
+            http.get(c.url("/admin/users"))
+                .basic_auth("root", Some("toor"))
+        ),
         401
     );
     assert_eq!(
@@ -67,22 +73,34 @@ fn a_route_setting_replaces_the_sites_on_that_route_only() {
 
     // `/partners` has its own key list and header; the site key does not open it.
     assert_eq!(
-        status(http.get(c.url("/partners/a")).header("x-partner-key", "site-key")),
+        status(
+            http.get(c.url("/partners/a"))
+                .header("x-partner-key", "site-key")
+        ),
         401
     );
     assert_eq!(
-        status(http.get(c.url("/partners/a")).header("x-api-key", "site-key")),
+        status(
+            http.get(c.url("/partners/a"))
+                .header("x-api-key", "site-key")
+        ),
         401
     );
     assert_eq!(
-        status(http.get(c.url("/partners/a")).header("x-partner-key", "partner-key")),
+        status(
+            http.get(c.url("/partners/a"))
+                .header("x-partner-key", "partner-key")
+        ),
         200
     );
     assert!(up.last().header("x-partner-key").is_none());
 
     // `/internal` keeps the site key and adds an address filter (loopback is not allowed).
     assert_eq!(
-        status(http.get(c.url("/internal/x")).header("x-api-key", "site-key")),
+        status(
+            http.get(c.url("/internal/x"))
+                .header("x-api-key", "site-key")
+        ),
         403
     );
 }

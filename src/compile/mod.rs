@@ -118,6 +118,7 @@ pub fn compile(
             reg,
             mode,
             &mut idle_total,
+            g.redis.as_ref(),
         ) {
             Ok(s) => Arc::new(s),
             Err(mut e) => {

@@ -13,6 +13,8 @@ use crate::upstream::PoolRegistry;
 #[derive(Default)]
 pub struct Registries {
     pub pools: PoolRegistry,
+    /// Rate-limit buckets, counters and Redis connections.
+    pub rate_limits: crate::filter::rate_limit::Registry,
     sites: Mutex<HashMap<String, Weak<SiteState>>>,
     sinks: Mutex<HashMap<String, Arc<LogSink>>>,
 }

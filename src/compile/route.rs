@@ -26,6 +26,8 @@ pub struct Route {
     pub hedge: Option<(std::time::Duration, u32)>,
     /// Access filters for this route: the site's, with the route's own replacing them.
     pub access: Arc<crate::filter::Access>,
+    /// This route's own `rateLimit` (the site's applies too).
+    pub rate_limit: Option<Arc<crate::filter::rate_limit::Limiter>>,
 }
 
 /// How a route matches a request.

@@ -37,8 +37,15 @@ pub(crate) fn compile_site(
     reg: &Registries,
     mode: Mode,
     idle_total: &mut usize,
+    redis: Option<&raw::Redis>,
 ) -> Result<Site, Vec<ConfigError>> {
     let mut errors = Vec::new();
+    let rates =
+        crate::filter::rate_limit::Compiler::new(&reg.rate_limits, redis, mode == Mode::Serve, id);
+    let rate_limits = rates.site(s, p).unwrap_or_else(|e| {
+        errors.push(e);
+        Default::default()
+    });
     let mut rules = Vec::new();
     let outlier = s.outlier_detection.as_ref().map(|o| OutlierPolicy {
         consecutive_failures: o.consecutive5xx.unwrap_or(5),
@@ -78,6 +85,7 @@ pub(crate) fn compile_site(
                 idle_total,
                 &outlier,
                 &access,
+                &rates,
             ) {
                 Ok(route) => rules.push(route),
                 Err(e) => errors.push(e),
@@ -96,6 +104,7 @@ pub(crate) fn compile_site(
                 idle_total,
                 &outlier,
                 &access,
+                &rates,
             ) {
                 Ok(route) => prefixes.push(route),
                 Err(e) => errors.push(e),
@@ -114,6 +123,7 @@ pub(crate) fn compile_site(
                     idle_total,
                     &outlier,
                     &access,
+                    &rates,
                 ) {
                     Ok(route) => prefixes.push(route),
                     Err(e) => errors.push(e),
@@ -236,6 +246,7 @@ pub(crate) fn compile_site(
             s.tls.is_some(),
         ),
         state: reg.site_state(id),
+        rate_limits,
     })
 }
 
@@ -357,6 +368,7 @@ fn compile_route(
     idle_total: &mut usize,
     outlier: &Option<OutlierPolicy>,
     site_access: &Arc<crate::filter::Access>,
+    rates: &crate::filter::rate_limit::Compiler<'_>,
 ) -> Result<Route, ConfigError> {
     let default_opts = raw::RouteOptions::default();
     let (list, opts): (Vec<raw::Target>, &raw::RouteOptions) = match upstream {
@@ -540,8 +552,14 @@ fn compile_route(
     } else {
         site_access.clone()
     };
+    let rate_limit = opts
+        .rate_limit
+        .as_ref()
+        .map(|r| rates.route(r, id, &join(path, "rateLimit")))
+        .transpose()?;
     Ok(Route {
         access,
+        rate_limit,
         id: Arc::from(id),
         matcher,
         strip_prefix: opts.strip_prefix.unwrap_or(false),

@@ -36,6 +36,8 @@ pub fn validate(cfg: &LoadedConfig) -> Vec<ConfigError> {
     let mut v = Validator {
         errors: Vec::new(),
         site_trusted: false,
+        has_redis: cfg.raw.global.redis.is_some(),
+        site_consumers: false,
     };
     let global_prefix = if cfg.shape == super::load::Shape::Full {
         "global"
@@ -111,6 +113,10 @@ struct Validator {
     errors: Vec<ConfigError>,
     /// The site being checked lists `trustedProxies` (route-level `ipFilter.trustProxy` needs it).
     site_trusted: bool,
+    /// `global.redis` is set (`rateLimit.store: redis` needs it).
+    has_redis: bool,
+    /// The site being checked lists `consumers` (`rateLimit.keyBy: consumer` needs them).
+    site_consumers: bool,
 }
 
 impl Validator {
@@ -124,6 +130,27 @@ impl Validator {
                 &join(prefix, field),
                 "not supported yet: this version of Conduit does not implement this field; remove it",
             );
+        }
+    }
+
+    /// `rateLimit` of a site, a route or a consumer (`p` is the owner's path).
+    fn rate_limit(
+        &mut self,
+        r: &Option<raw::RateLimit>,
+        p: &str,
+        level: crate::filter::rate_limit::Level,
+    ) {
+        if let Some(r) = r {
+            let cx = crate::filter::rate_limit::Context {
+                level,
+                has_redis: self.has_redis,
+                has_consumers: self.site_consumers,
+            };
+            self.errors.extend(crate::filter::rate_limit::validate(
+                r,
+                &join(p, "rateLimit"),
+                cx,
+            ));
         }
     }
 
@@ -148,11 +175,18 @@ impl Validator {
         }
         self.later(prefix, "admin", &g.admin);
         self.later(prefix, "otlp", &g.otlp);
-        self.later(prefix, "redis", &g.redis);
+        if let Some(r) = &g.redis {
+            self.errors
+                .extend(crate::filter::rate_limit::validate_redis(
+                    r,
+                    &join(prefix, "redis"),
+                ));
+        }
     }
 
     fn site(&mut self, s: &Site, p: &str) {
         self.site_trusted = s.trusted_proxies.as_ref().is_some_and(|l| !l.is_empty());
+        self.site_consumers = s.consumers.is_some();
         if let Some(host) = &s.host {
             if let Err(why) = HostPattern::parse(host) {
                 self.err(&join(p, "host"), &why);
@@ -211,7 +245,20 @@ impl Validator {
             s.trusted_proxies.as_ref().is_some_and(|l| !l.is_empty()),
             p,
         ));
-        self.later(p, "rateLimit", &s.rate_limit);
+        self.rate_limit(&s.rate_limit, p, crate::filter::rate_limit::Level::Site);
+        for (i, c) in s
+            .consumers
+            .iter()
+            .flat_map(|c| c.consumers.iter())
+            .enumerate()
+        {
+            let cp = format!("{}[{i}]", join(&join(p, "consumers"), "consumers"));
+            self.rate_limit(
+                &c.rate_limit,
+                &cp,
+                crate::filter::rate_limit::Level::Consumer,
+            );
+        }
         self.transforms(s, p);
         if let Some(c) = &s.consumers {
             self.errors.extend(crate::filter::validate_consumers(
@@ -672,7 +719,7 @@ impl Validator {
                 }
             }
         }
-        self.later(p, "rateLimit", &o.rate_limit);
+        self.rate_limit(&o.rate_limit, p, crate::filter::rate_limit::Level::Route);
         self.later(p, "cache", &o.cache);
     }
 

@@ -104,6 +104,9 @@ pub struct RequestCtx {
     pub access_path: Option<String>,
     /// Who the access filters established the request comes from.
     pub identity: crate::filter::Identity,
+    /// The rate limits of this request: pending (with the path) until checked, then the
+    /// `RateLimit-*` values for the response.
+    pub rate_limit: crate::filter::rate_limit::RequestState,
     /// The request side of this request's `mirror` copy.
     pub mirror: super::mirror::MirrorFeed,
 }

@@ -64,6 +64,7 @@ enum Decision {
 /// the pooled upstream connection.
 pub(crate) fn finish_response_headers(resp: &mut ResponseHeader, ctx: &mut RequestCtx) {
     let _ = resp.insert_header(request_id::HEADER, ctx.request_id.header_value());
+    crate::filter::rate_limit::add_headers(resp, &ctx.rate_limit);
     if let Some(cookie) = ctx.set_cookie.take() {
         let _ = resp.append_header(http::header::SET_COOKIE, cookie);
     }
@@ -302,6 +303,12 @@ impl Gateway {
         };
         ctx.route = Some(route);
         let chosen = site.route_at(route);
+        if site
+            .rate_limits
+            .apply_with(chosen.and_then(|r| r.rate_limit.as_ref()))
+        {
+            ctx.rate_limit = crate::filter::rate_limit::RequestState::Pending(path.to_string());
+        }
         if let Some(access) = chosen.map(|r| &r.access).filter(|a| !a.is_empty()) {
             ctx.access_path = Some(path.to_string());
             if access.reads_query_key() {
@@ -359,6 +366,7 @@ impl ProxyHttp for Gateway {
             set_cookie: None,
             access_path: None,
             identity: crate::filter::Identity::default(),
+            rate_limit: Default::default(),
             mirror: mirror::MirrorFeed::default(),
         }
     }
@@ -381,6 +389,7 @@ impl ProxyHttp for Gateway {
                     let site = site.clone();
                     let priority = route.priority;
                     let access = route.access.clone();
+                    let route_limit = route.rate_limit.clone();
                     if let Some(path) = ctx.access_path.take() {
                         let peer = crate::filter::Peer {
                             peer: ctx.peer_ip,
@@ -395,6 +404,24 @@ impl ProxyHttp for Gateway {
                                 return Ok(true);
                             }
                         }
+                    }
+                    if let Err(refused) = crate::filter::rate_limit::enforce(
+                        &site.rate_limits,
+                        route_limit.as_deref(),
+                        &session.req_header().headers,
+                        ctx.client_ip,
+                        ctx.identity.consumer.as_deref(),
+                        &mut ctx.rate_limit,
+                    )
+                    .await
+                    {
+                        crate::filter::rate_limit::refuse(
+                            session,
+                            &refused,
+                            ctx.request_id.as_str(),
+                        )
+                        .await;
+                        return Ok(true);
                     }
                     admission::admit(&site.state, &site.limits, priority)
                         .await
