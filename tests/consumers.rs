@@ -169,3 +169,18 @@ fn bad_consumer_configs_are_rejected_with_paths() {
         "{err}"
     );
 }
+
+#[test]
+fn connection_cannot_name_a_header_conduit_sets() {
+    let up = Upstream::start("up");
+    let c = start(&up, "");
+    let answer = raw(
+        c.port,
+        b"GET /x HTTP/1.1\r\nHost: localhost\r\nX-API-Key: acme-key-1\r\nConnection: close, X-Client, X-Plan\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    );
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    let seen = up.last();
+    assert_eq!(seen.header("x-client"), Some("acme"), "{seen:?}");
+    assert_eq!(seen.header("x-plan"), Some("gold"), "{seen:?}");
+}

@@ -158,6 +158,22 @@ fn header_keys_limit_each_value_apart() {
 }
 
 #[test]
+fn a_header_key_is_read_before_the_access_check_removes_it() {
+    // `apiKey` strips X-API-Key before forwarding; the limit still counts per key.
+    let up = Upstream::start("up");
+    let c = start(
+        &up,
+        "    apiKey: {keys: [key-a, key-b]}\n    rateLimit: {limit: 1, keyBy: 'header:X-API-Key'}\n",
+    );
+    let http = client();
+    let with = |v: &str| send(http.get(c.url("/")).header("x-api-key", v));
+    assert_eq!(with("key-a").status(), 200);
+    assert_eq!(with("key-a").status(), 429);
+    assert_eq!(with("key-b").status(), 200, "key-b has its own bucket");
+    assert!(up.last().header("x-api-key").is_none());
+}
+
+#[test]
 fn route_limits_apply_on_their_route_and_the_site_limit_everywhere() {
     let up = Upstream::start("up");
     let c = Conduit::start(&format!(

@@ -5,8 +5,9 @@
 //! (unless `challenge: false`); unless `forwardCredentials` is set, `Authorization` is removed
 //! before the request is forwarded. Passwords are never logged.
 //!
-//! Hash verification is slow on purpose and runs inline on the worker thread that handles the
-//! request (no `block_in_place`: a worker may run on a current-thread runtime). To keep that cost
+//! Hash verification is slow on purpose, so it runs on Tokio's blocking pool, at most one per CPU
+//! at a time (more wait their turn): a flood of wrong passwords delays other password checks but
+//! never stalls the workers serving everything else. To keep that cost
 //! to the first request of a client, successful verifications of hashed passwords are remembered
 //! in a small bounded cache keyed by the SHA-256 digest of the presented `user:password`; only a
 //! byte-identical `user:password` hits it, so a wrong password is always verified (and refused).
@@ -48,6 +49,7 @@ const B64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// How one user's password is checked.
+#[derive(Clone)]
 enum Secret {
     /// SHA-256 of a plaintext password.
     Plain(Digest),
@@ -102,6 +104,21 @@ fn verify_secret(secret: &Secret, password: &[u8]) -> bool {
                 .is_ok()
         }),
     }
+}
+
+/// Verifies a password against a hash off the worker threads, a bounded number at a time.
+async fn verify_slow(secret: &Secret, password: &[u8]) -> bool {
+    static HASHING: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let slots = HASHING.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let Ok(_turn) = slots.acquire().await else {
+        return false;
+    };
+    let (secret, password) = (secret.clone(), password.to_vec());
+    tokio::task::spawn_blocking(move || verify_secret(&secret, &password))
+        .await
+        .unwrap_or(false)
 }
 
 /// What a configured password is, by its prefix.
@@ -271,7 +288,7 @@ impl BasicAuth {
     /// Whether the request carries valid credentials (401 otherwise); removes `Authorization`
     /// unless forwarded. `path` is the normalised request path; paths matching `skipPaths` need
     /// no credentials.
-    pub fn check(&self, req: &mut RequestHeader, path: &str) -> Result<(), Refusal> {
+    pub async fn check(&self, req: &mut RequestHeader, path: &str) -> Result<(), Refusal> {
         if !self.skip.iter().any(|g| g.matches(path)) {
             let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
             match (values.next(), values.next()) {
@@ -282,7 +299,7 @@ impl BasicAuth {
                     Credentials::NotBasic => return Err(self.refusal(MISSING)),
                     Credentials::Malformed => return Err(self.refusal(INVALID)),
                     Credentials::Basic(decoded) => {
-                        if !self.accepts(&decoded) {
+                        if !self.accepts(&decoded).await {
                             return Err(self.refusal(INVALID));
                         }
                     }
@@ -304,13 +321,13 @@ impl BasicAuth {
     }
 
     /// Whether decoded `user:password` bytes name a configured user with that password.
-    fn accepts(&self, decoded: &[u8]) -> bool {
-        self.user_index(decoded).is_some()
+    async fn accepts(&self, decoded: &[u8]) -> bool {
+        self.user_index(decoded).await.is_some()
     }
 
     /// The position (in name order, as the configured `users` map lists them) of the user that decoded
     /// `user:password` bytes name, when the password is right.
-    pub(crate) fn user_index(&self, decoded: &[u8]) -> Option<usize> {
+    pub(crate) async fn user_index(&self, decoded: &[u8]) -> Option<usize> {
         let colon = decoded.iter().position(|b| *b == b':')?;
         let (name, password) = (&decoded[..colon], &decoded[colon + 1..]);
         let name = sha256(name);
@@ -329,28 +346,30 @@ impl BasicAuth {
                 .iter()
                 .find(|u| !matches!(u.secret, Secret::Plain(_)))
             {
-                let _ = verify_secret(&decoy.secret, password);
+                let _ = verify_slow(&decoy.secret, password).await;
             }
             return None;
         };
         let ok = match &self.users[i].secret {
             Secret::Plain(stored) => ct_eq(stored, &sha256(password)),
-            secret => self.cached_verify(decoded, || verify_secret(secret, password)),
+            secret => {
+                // Only these exact credentials, verified before, skip the hash; failures are
+                // never remembered.
+                let key = sha256(decoded);
+                self.lock().contains(&key) || {
+                    let ok = verify_slow(secret, password).await;
+                    if ok {
+                        self.remember(key);
+                    }
+                    ok
+                }
+            }
         };
         ok.then_some(self.users[i].pos)
     }
 
-    /// `verify()`, unless these exact credentials were verified before; successes are
-    /// remembered (bounded), failures never.
-    fn cached_verify(&self, decoded: &[u8], verify: impl FnOnce() -> bool) -> bool {
-        let key = sha256(decoded);
-        if self.lock().contains(&key) {
-            return true;
-        }
-        // The slow hash runs without the lock held.
-        if !verify() {
-            return false;
-        }
+    /// Remembers credentials that verified (bounded: an arbitrary entry makes room).
+    fn remember(&self, key: Digest) {
         let mut cache = self.lock();
         if cache.len() >= CACHE_CAPACITY {
             if let Some(old) = cache.iter().next().copied() {
@@ -358,7 +377,6 @@ impl BasicAuth {
             }
         }
         cache.insert(key);
-        true
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Digest>> {
@@ -402,7 +420,6 @@ mod tests {
     use super::*;
     use argon2::password_hash::{PasswordHasher, SaltString};
     use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn raw_with(users: &[(&str, &str)]) -> raw::BasicAuth {
         raw::BasicAuth {
@@ -434,9 +451,17 @@ mod tests {
         r
     }
 
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
     fn run(a: &BasicAuth, auth: Option<&str>) -> Result<RequestHeader, Refusal> {
         let mut r = req("/x", auth);
-        a.check(&mut r, "/x").map(|()| r)
+        block(a.check(&mut r, "/x")).map(|()| r)
     }
 
     fn argon2_hash(password: &str) -> String {
@@ -499,7 +524,7 @@ mod tests {
         // Two Authorization headers are refused even if one is right.
         let mut r = req("/x", Some(&ok));
         r.append_header("authorization", &ok).unwrap();
-        assert_eq!(a.check(&mut r, "/x").unwrap_err().reason, INVALID);
+        assert_eq!(block(a.check(&mut r, "/x")).unwrap_err().reason, INVALID);
         assert_eq!(
             basic_credentials(b"Basic YTpi"),
             Credentials::Basic(b"a:b".to_vec())
@@ -525,27 +550,29 @@ mod tests {
     }
 
     #[test]
-    fn cache_hit_skips_the_hash() {
-        let a = auth(&raw_with(&[("alice", "pw")]));
-        let calls = AtomicUsize::new(0);
-        let verify = |ok: bool| {
-            calls.fetch_add(1, Ordering::SeqCst);
-            ok
-        };
-        assert!(!a.cached_verify(b"alice:x", || verify(false)));
-        assert!(!a.cached_verify(b"alice:x", || verify(false)));
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
-        assert!(a.cached_verify(b"alice:y", || verify(true)));
-        assert!(a.cached_verify(b"alice:y", || verify(false)));
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
-        // Different credentials are verified again.
-        assert!(!a.cached_verify(b"alice:y ", || verify(false)));
-        assert_eq!(calls.load(Ordering::SeqCst), 4);
-        // Bounded.
+    fn cache_is_bounded_and_exact() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let a = auth(&raw_with(&[("alice", &hash)]));
+        assert!(run(&a, Some(&header("alice:pw"))).is_ok());
+        assert!(a.lock().contains(&sha256(b"alice:pw")));
+        // A wrong password is not remembered; a cached entry is only for the exact bytes.
+        assert!(run(&a, Some(&header("alice:pw "))).is_err());
+        assert_eq!(a.lock().len(), 1);
         for i in 0..CACHE_CAPACITY + 10 {
-            assert!(a.cached_verify(format!("u:{i}").as_bytes(), || true));
+            a.remember(sha256(format!("u:{i}").as_bytes()));
         }
         assert_eq!(a.lock().len(), CACHE_CAPACITY);
+    }
+
+    #[test]
+    fn a_cached_user_skips_the_hash() {
+        // A cached digest is accepted without verifying: prove it with a hash the password
+        // does not match, after planting the digest.
+        let other = bcrypt::hash("something-else", 4).unwrap();
+        let a = auth(&raw_with(&[("alice", &other)]));
+        assert!(run(&a, Some(&header("alice:pw"))).is_err());
+        a.remember(sha256(b"alice:pw"));
+        assert!(run(&a, Some(&header("alice:pw"))).is_ok());
     }
 
     #[test]
@@ -584,13 +611,13 @@ mod tests {
         );
         for p in ["/public", "/public/a/b", "/health"] {
             let mut r = req(p, Some("Basic garbage"));
-            assert!(a.check(&mut r, p).is_ok(), "{p}");
+            assert!(block(a.check(&mut r, p)).is_ok(), "{p}");
             // Skipped paths still have presented credentials removed.
             assert!(r.headers.get("authorization").is_none());
         }
         for p in ["/publicx", "/health/x", "/"] {
             let mut r = req(p, None);
-            assert!(a.check(&mut r, p).is_err(), "{p}");
+            assert!(block(a.check(&mut r, p)).is_err(), "{p}");
         }
 
         raw.challenge = Some(false);

@@ -22,6 +22,20 @@ use crate::proxy::checks::Refusal;
 
 /// The header carrying the consumer's name upstream when `idHeader` is not set.
 pub const DEFAULT_ID_HEADER: &str = "x-consumer-id";
+/// Headers a consumer's `headers` may not set: framing, routing and Conduit's own.
+const RESERVED: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "authorization",
+    "x-request-id",
+];
 /// The longest accepted consumer name, in bytes.
 const MAX_NAME: usize = 128;
 
@@ -51,6 +65,9 @@ pub struct Consumers {
     shared_claim: Option<String>,
     id_header: HeaderName,
     key_header: HeaderName,
+    /// Every header name some consumer's `headers` sets: removed from every request first, so
+    /// a client never passes one off as Conduit's.
+    managed: Vec<HeaderName>,
     skip: Vec<Glob>,
 }
 
@@ -198,6 +215,11 @@ pub fn validate(raw: &raw::Consumers, site: &raw::Site, path: &str) -> Vec<Confi
             let hp = join(&join(&cp, "headers"), name);
             if HeaderName::from_bytes(name.as_bytes()).is_err() {
                 errors.push(ConfigError::new(hp, "is not a valid header name"));
+            } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+                errors.push(ConfigError::new(
+                    hp,
+                    "cannot be set per consumer (the proxy manages it)",
+                ));
             } else if HeaderValue::from_str(value).is_err() {
                 errors.push(ConfigError::new(
                     hp,
@@ -257,6 +279,14 @@ pub fn compile(raw: &raw::Consumers, _site: &raw::Site) -> Result<Consumers, Con
             jwt.insert(key, (i, verifier));
         }
     }
+    let mut managed: Vec<HeaderName> = Vec::new();
+    for c in &list {
+        for (name, _) in &c.headers {
+            if !managed.contains(name) {
+                managed.push(name.clone());
+            }
+        }
+    }
     let basic = (!users.is_empty()).then(|| {
         // The users map is in name order, as BasicAuth reports positions.
         let order: Vec<usize> = users.values().map(|(_, i)| *i).collect();
@@ -276,6 +306,7 @@ pub fn compile(raw: &raw::Consumers, _site: &raw::Site) -> Result<Consumers, Con
         shared_claim: raw.shared_jwt.clone(),
         id_header: header(&raw.id_header, DEFAULT_ID_HEADER),
         key_header: header(&raw.api_key_header, api_key::DEFAULT_HEADER),
+        managed,
         skip: raw
             .skip_paths
             .iter()
@@ -311,18 +342,21 @@ impl Consumers {
     /// The consumer the request's credentials belong to (401/403 when none), or `None` on a
     /// skipped path. Removes a client-sent `idHeader` and the credential that identified the
     /// consumer, and adds the consumer's `idHeader` and `headers`.
-    pub fn check(
+    pub async fn check(
         &self,
         req: &mut RequestHeader,
         path: &str,
         claims: Option<&Claims>,
     ) -> Result<Option<Identified>, Refusal> {
-        // Only Conduit says who the consumer is.
+        // Only Conduit says who the consumer is, and what its headers say.
         req.remove_header(&self.id_header);
+        for name in &self.managed {
+            req.remove_header(name);
+        }
         if self.skip.iter().any(|g| g.matches(path)) {
             return Ok(None);
         }
-        let (index, token_claims) = self.identify(req, claims)?;
+        let (index, token_claims) = self.identify(req, claims).await?;
         let Some(consumer) = self.list.get(index) else {
             return Err(refusal(401, INVALID));
         };
@@ -336,7 +370,7 @@ impl Consumers {
     }
 
     /// Which consumer the request's credential names (and the claims of a consumer's token).
-    fn identify(
+    async fn identify(
         &self,
         req: &mut RequestHeader,
         claims: Option<&Claims>,
@@ -368,6 +402,7 @@ impl Consumers {
                 Credentials::Basic(decoded) => {
                     let index = auth
                         .user_index(&decoded)
+                        .await
                         .and_then(|pos| order.get(pos).copied())
                         .ok_or(refusal(401, INVALID))?;
                     req.remove_header(&http::header::AUTHORIZATION);
@@ -409,6 +444,14 @@ mod tests {
             .collect()
     }
 
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
     fn req(target: &str, headers: &[(&str, &str)]) -> RequestHeader {
         let mut r = RequestHeader::build("GET", target.as_bytes(), None).unwrap();
         for (k, v) in headers {
@@ -424,7 +467,7 @@ mod tests {
         let s = site(TWO);
         let c = compile(s.consumers.as_ref().unwrap(), &s).unwrap();
         let mut r = req("/x?api_key=k-alice-2&a=1", &[("x-consumer-id", "bob")]);
-        let (who, _) = c.check(&mut r, "/x", None).unwrap().unwrap();
+        let (who, _) = block(c.check(&mut r, "/x", None)).unwrap().unwrap();
         assert_eq!(&*who.name, "alice");
         assert_eq!(r.uri.to_string(), "/x?a=1");
         assert_eq!(r.headers.get("x-consumer-id").unwrap(), "alice");
@@ -432,17 +475,32 @@ mod tests {
 
         // base64("bob:bobpw")
         let mut r = req("/x", &[("authorization", "Basic Ym9iOmJvYnB3")]);
-        let (who, _) = c.check(&mut r, "/x", None).unwrap().unwrap();
+        let (who, _) = block(c.check(&mut r, "/x", None)).unwrap().unwrap();
         assert_eq!(&*who.name, "bob");
         assert!(r.headers.get("authorization").is_none());
 
+        // A consumer without X-Plan cannot bring its own.
+        let mut r = req(
+            "/x",
+            &[("authorization", "Basic Ym9iOmJvYnB3"), ("x-plan", "gold")],
+        );
+        let (who, _) = block(c.check(&mut r, "/x", None)).unwrap().unwrap();
+        assert_eq!(&*who.name, "bob");
+        assert!(r.headers.get("x-plan").is_none());
+
         let mut r = req("/x", &[("x-api-key", "nope")]);
-        assert_eq!(c.check(&mut r, "/x", None).unwrap_err().status, 401);
+        assert_eq!(block(c.check(&mut r, "/x", None)).unwrap_err().status, 401);
         // base64("bob:wrong")
         let mut r = req("/x", &[("authorization", "Basic Ym9iOndyb25n")]);
-        assert_eq!(c.check(&mut r, "/x", None).unwrap_err().reason, INVALID);
+        assert_eq!(
+            block(c.check(&mut r, "/x", None)).unwrap_err().reason,
+            INVALID
+        );
         let mut r = req("/x", &[]);
-        assert_eq!(c.check(&mut r, "/x", None).unwrap_err().reason, MISSING);
+        assert_eq!(
+            block(c.check(&mut r, "/x", None)).unwrap_err().reason,
+            MISSING
+        );
     }
 
     #[test]
@@ -453,13 +511,13 @@ mod tests {
         claims.insert("sub".into(), "carol".into());
         let claims: Claims = Arc::new(claims);
         let mut r = req("/", &[]);
-        let (who, _) = c.check(&mut r, "/", Some(&claims)).unwrap().unwrap();
+        let (who, _) = block(c.check(&mut r, "/", Some(&claims))).unwrap().unwrap();
         assert_eq!(&*who.name, "carol");
         let mut other = serde_json::Map::new();
         other.insert("sub".into(), "mallory".into());
         let other: Claims = Arc::new(other);
         assert_eq!(
-            c.check(&mut req("/", &[]), "/", Some(&other))
+            block(c.check(&mut req("/", &[]), "/", Some(&other)))
                 .unwrap_err()
                 .status,
             403
@@ -471,13 +529,13 @@ mod tests {
         let s = site("consumers:\n  skipPaths: [/public/**]\n  consumers:\n    - username: a\n      apiKey: k\n");
         let c = compile(s.consumers.as_ref().unwrap(), &s).unwrap();
         let mut r = req("/public/x", &[("x-consumer-id", "a")]);
-        assert!(c.check(&mut r, "/public/x", None).unwrap().is_none());
+        assert!(block(c.check(&mut r, "/public/x", None)).unwrap().is_none());
         assert!(r.headers.get("x-consumer-id").is_none());
     }
 
     #[test]
     fn validation_errors_name_fields() {
-        let errs = errors("consumers:\n  idHeader: 'bad header'\n  consumers:\n    - username: 'a b'\n      apiKey: k\n    - username: c\n      apiKey: [k]\n    - username: c\n      basicAuth: ''\n    - username: d\n");
+        let errs = errors("consumers:\n  idHeader: 'bad header'\n  consumers:\n    - username: 'a b'\n      apiKey: k\n    - username: c\n      apiKey: [k]\n    - username: c\n      basicAuth: ''\n    - username: d\n    - username: e\n      apiKey: e\n      headers: {Content-Length: '0'}\n");
         let has = |needle: &str| errs.iter().any(|e| e.contains(needle));
         assert!(has("consumers.idHeader"), "{errs:?}");
         assert!(has("consumers.consumers[0].username"), "{errs:?}");
@@ -494,6 +552,10 @@ mod tests {
             "{errs:?}"
         );
         assert!(has("consumers.consumers[3]: has no credential"), "{errs:?}");
+        assert!(
+            has("consumers.consumers[4].headers.Content-Length: cannot be set per consumer"),
+            "{errs:?}"
+        );
         let errs = errors("consumers:\n  sharedJwt: sub\n  consumers:\n    - username: a\n");
         assert!(
             errs.iter()

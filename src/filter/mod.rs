@@ -260,7 +260,7 @@ impl Access {
             f.check(peer)?;
         }
         if let Some(f) = &self.basic {
-            f.check(req, path)?;
+            f.check(req, path).await?;
         }
         if let Some(f) = &self.api_key {
             f.check(req, path)?;
@@ -271,7 +271,7 @@ impl Access {
         }
         #[cfg(feature = "consumers")]
         if let Some(f) = &self.consumers {
-            if let Some((consumer, claims)) = f.check(req, path, identity.claims.as_ref())? {
+            if let Some((consumer, claims)) = f.check(req, path, identity.claims.as_ref()).await? {
                 identity.consumer = Some(consumer);
                 if claims.is_some() {
                     identity.claims = claims;

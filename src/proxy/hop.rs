@@ -107,9 +107,57 @@ pub fn strip<H: HeaderEdit + ?Sized>(msg: &mut H) {
     }
 }
 
+/// Removes the headers a request's `Connection` names (and those names from `Connection`,
+/// keeping `close`, `keep-alive` and `upgrade`). Runs before the access checks, so a client
+/// cannot name a header Conduit adds later (`X-Consumer-ID`, headers copied from `forwardAuth`)
+/// and have it dropped on the way upstream.
+pub fn strip_listed(req: &mut RequestHeader) {
+    if !req.headers.contains_key(CONNECTION) {
+        return;
+    }
+    let named = connection_tokens(&req.headers);
+    if named.is_empty() {
+        return;
+    }
+    for name in &named {
+        req.remove_header(name.as_str());
+    }
+    let kept: Vec<String> = req
+        .headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| t == "close" || t == "keep-alive" || t == "upgrade")
+        .collect();
+    req.remove_header(&CONNECTION);
+    if !kept.is_empty() {
+        let _ = req.insert_header(CONNECTION, kept.join(", "));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn listed_names_go_before_conduit_adds_its_own() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.insert_header("connection", "Upgrade, X-Consumer-ID, close")
+            .unwrap();
+        r.insert_header("upgrade", "websocket").unwrap();
+        r.insert_header("x-consumer-id", "forged").unwrap();
+        strip_listed(&mut r);
+        assert!(r.headers.get("x-consumer-id").is_none());
+        assert_eq!(r.headers.get("connection").unwrap(), "upgrade, close");
+        // Conduit's own header, added afterwards, survives the strip before forwarding.
+        r.insert_header("x-consumer-id", "acme").unwrap();
+        strip(&mut r);
+        assert_eq!(r.headers.get("x-consumer-id").unwrap(), "acme");
+        assert!(r.headers.get("upgrade").is_some());
+    }
 
     #[test]
     fn strips_listed_and_standard() {

@@ -376,6 +376,8 @@ impl ProxyHttp for Gateway {
         if crate::ext::acme_hooks::answer_http01(session).await? {
             return Ok(true);
         }
+        // Headers the client names in `Connection` go now, before Conduit adds its own.
+        hop::strip_listed(session.req_header_mut());
         client_cert_headers(session, &ctx.snapshot);
         ctx.request_id = session
             .req_header()
@@ -390,6 +392,11 @@ impl ProxyHttp for Gateway {
                     let priority = route.priority;
                     let access = route.access.clone();
                     let route_limit = route.rate_limit.clone();
+                    // A limit keyed by a header sees the header as the client sent it, even
+                    // when an access check removes it (an API key) before forwarding.
+                    let keyed_headers = (ctx.access_path.is_some()
+                        && site.rate_limits.keys_by_header(route_limit.as_ref()))
+                    .then(|| session.req_header().headers.clone());
                     if let Some(path) = ctx.access_path.take() {
                         let peer = crate::filter::Peer {
                             peer: ctx.peer_ip,
@@ -408,7 +415,9 @@ impl ProxyHttp for Gateway {
                     if let Err(refused) = crate::filter::rate_limit::enforce(
                         &site.rate_limits,
                         route_limit.as_deref(),
-                        &session.req_header().headers,
+                        keyed_headers
+                            .as_ref()
+                            .unwrap_or(&session.req_header().headers),
                         ctx.client_ip,
                         ctx.identity.consumer.as_deref(),
                         &mut ctx.rate_limit,

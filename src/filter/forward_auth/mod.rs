@@ -282,9 +282,13 @@ impl ForwardAuth {
         peer: Peer,
     ) -> Result<(), Denial> {
         if self.skip.iter().any(|g| g.matches(path)) {
+            // Not asked, so nothing vouches for these: a client's copies never pass.
+            for name in &self.response_headers {
+                req.remove_header(name);
+            }
             return Ok(());
         }
-        let Ok(question) = self.auth_request(req, peer) else {
+        let Ok(question) = self.auth_request(req, path, peer) else {
             tracing::warn!(service = %self.url.base, "forwardAuth: the auth request could not be built");
             return Err(unavailable());
         };
@@ -326,8 +330,14 @@ impl ForwardAuth {
         })))
     }
 
-    /// The request sent to the auth service for `req`.
-    fn auth_request(&self, req: &RequestHeader, peer: Peer) -> pingora::Result<RequestHeader> {
+    /// The request sent to the auth service for `req`; `path` is the normalised path Conduit
+    /// routes and forwards, so the service judges what the upstream will be asked for.
+    fn auth_request(
+        &self,
+        req: &RequestHeader,
+        path: &str,
+        peer: Peer,
+    ) -> pingora::Result<RequestHeader> {
         let mut q = RequestHeader::build(
             req.method.clone(),
             self.url.path.as_str().as_bytes(),
@@ -356,7 +366,10 @@ impl ForwardAuth {
             }
         }
         q.insert_header(X_FORWARDED_METHOD, req.method.as_str())?;
-        let uri = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = match req.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_string(),
+        };
         q.insert_header(X_FORWARDED_URI, uri)?;
         if let Some(ip) = peer.client {
             q.insert_header(X_FORWARDED_FOR, ip.to_string())?;

@@ -161,7 +161,9 @@ fn auth_request_carries_the_listed_headers_and_forwarding_headers() {
             ("content-length", "5"),
         ],
     );
-    let q = f.auth_request(&r, peer(Some("192.0.2.7"), true)).unwrap();
+    let q = f
+        .auth_request(&r, "/api/items", peer(Some("192.0.2.7"), true))
+        .unwrap();
     assert_eq!(q.method, Method::POST);
     assert_eq!(q.uri.path_and_query().unwrap().as_str(), "/auth/check?rd=1");
     assert_eq!(values(&q, "host"), ["127.0.0.1:9"]);
@@ -177,7 +179,7 @@ fn auth_request_carries_the_listed_headers_and_forwarding_headers() {
     assert_eq!(values(&q, "content-length"), ["0"]);
 
     let r = req("GET", "/", &[]);
-    let q = f.auth_request(&r, peer(None, false)).unwrap();
+    let q = f.auth_request(&r, "/", peer(None, false)).unwrap();
     assert!(values(&q, "content-length").is_empty());
     assert!(values(&q, "x-forwarded-for").is_empty());
     assert!(values(&q, "x-forwarded-host").is_empty());
@@ -187,9 +189,14 @@ fn auth_request_carries_the_listed_headers_and_forwarding_headers() {
     // An absolute-form target (HTTP/2's :authority): the host comes from the URI.
     let mut r = req("DELETE", "/x", &[]);
     r.set_uri("http://api.example:8443/x".parse().unwrap());
-    let q = f.auth_request(&r, peer(None, false)).unwrap();
+    let q = f.auth_request(&r, "/x", peer(None, false)).unwrap();
     assert_eq!(values(&q, "x-forwarded-host"), ["api.example:8443"]);
     assert_eq!(values(&q, "x-forwarded-uri"), ["/x"]);
+
+    // The service judges the normalised path Conduit routes and forwards, not the raw one.
+    let r = req("GET", "/public/%2e%2e/admin?q=1", &[]);
+    let q = f.auth_request(&r, "/admin", peer(None, false)).unwrap();
+    assert_eq!(values(&q, "x-forwarded-uri"), ["/admin?q=1"]);
 }
 
 #[test]

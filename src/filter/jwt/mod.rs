@@ -313,8 +313,10 @@ impl JwtAuth {
                             Source::Jwks(j) => j.verify(token).await,
                         };
                         if let Ok(claims) = &verified {
-                            // The set that verified it (a refetch may have replaced it meanwhile).
-                            self.cache.insert(digest, claims, self.key_set());
+                            // Stamped with the set current before verifying: a refresh that
+                            // lands meanwhile (and may drop the key) makes this entry stale
+                            // rather than lending it the new set's trust.
+                            self.cache.insert(digest, claims, keys);
                         }
                         verified
                     }

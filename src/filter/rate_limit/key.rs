@@ -51,7 +51,7 @@ impl KeyBy {
         client: Option<IpAddr>,
         consumer: Option<&'a str>,
     ) -> Key<'a> {
-        let by_ip = || client.map_or(Key::Unknown, |ip| Key::Ip(ip.to_canonical()));
+        let by_ip = || client.map_or(Key::Unknown, |ip| Key::Ip(client_block(ip)));
         match self {
             KeyBy::Ip => by_ip(),
             KeyBy::Header(name) => headers
@@ -59,6 +59,19 @@ impl KeyBy {
                 .map_or_else(by_ip, |v| Key::Header(v.as_bytes())),
             KeyBy::Consumer => consumer.map_or_else(by_ip, Key::Consumer),
         }
+    }
+}
+
+/// The address a client is counted under: an IPv4 address as it is (IPv4-mapped IPv6 too), an
+/// IPv6 address by its /64 (one host or site usually holds a whole /64, so counting each address
+/// apart would let one client take fresh buckets at will and crowd others out of the store).
+pub fn client_block(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
     }
 }
 
@@ -127,6 +140,19 @@ impl Key<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_block(a), client_block(b));
+        assert_ne!(client_block(a), client_block(c));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_block(v4), v4);
+        assert_eq!(client_block(mapped), v4);
+    }
 
     #[test]
     fn parses_and_extracts_with_fallbacks() {

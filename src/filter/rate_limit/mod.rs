@@ -196,6 +196,16 @@ impl SiteRateLimits {
     pub fn apply_with(&self, route: Option<&Arc<Limiter>>) -> bool {
         self.site.is_some() || route.is_some() || !self.consumers.is_empty()
     }
+
+    /// Whether a limit on `route` is keyed by a request header (whose value must then be read
+    /// before the access checks, which may remove credential headers).
+    pub fn keys_by_header(&self, route: Option<&Arc<Limiter>>) -> bool {
+        [self.site.as_ref(), route]
+            .into_iter()
+            .flatten()
+            .chain(self.consumers.values())
+            .any(|l| matches!(l.key_by, KeyBy::Header(_)))
+    }
 }
 
 /// The `RateLimit-*` values of one decision.
