@@ -401,7 +401,7 @@ if [ "$CHECK" = 1 ]; then
             ;;
         ratelimit)
             # A memory-store limit no request reaches: the cost of the decision and its headers.
-            echo "    rateLimit: {limit: 1000000000, windowSecs: 60, keyBy: ip}" >>"$TMP/conduit.yaml"
+            echo "    rateLimit: {limit: 1000000, windowSecs: 1, keyBy: ip}" >>"$TMP/conduit.yaml"
             ;;
     esac
     # The check must let wrk's requests through: one request with the credential, one without.

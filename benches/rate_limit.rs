@@ -85,10 +85,11 @@ fn memory(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % 1000;
             let client = Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)));
-            let mut state = RequestState::Pending("/api/items".to_string());
+            let mut state = RequestState::Pending;
             let out = futures::executor::block_on(enforce(
                 &site,
                 Some(&route),
+                "/api/items",
                 &headers,
                 client,
                 None,

@@ -303,14 +303,18 @@ impl Gateway {
         };
         ctx.route = Some(route);
         let chosen = site.route_at(route);
-        if site
+        let limited = site
             .rate_limits
-            .apply_with(chosen.and_then(|r| r.rate_limit.as_ref()))
-        {
-            ctx.rate_limit = crate::filter::rate_limit::RequestState::Pending(path.to_string());
-        }
-        if let Some(access) = chosen.map(|r| &r.access).filter(|a| !a.is_empty()) {
+            .apply_with(chosen.and_then(|r| r.rate_limit.as_ref()));
+        let access = chosen.map(|r| &r.access).filter(|a| !a.is_empty());
+        if limited || access.is_some() {
+            // One copy of the normalised path serves the access checks and the limits.
             ctx.access_path = Some(path.to_string());
+        }
+        if limited {
+            ctx.rate_limit = crate::filter::rate_limit::RequestState::Pending;
+        }
+        if let Some(access) = access {
             if access.reads_query_key() {
                 // A key sent as `?api_key=` never reaches the access log.
                 if let Some(t) = crate::filter::api_key::redact_target(&ctx.target) {
@@ -394,17 +398,18 @@ impl ProxyHttp for Gateway {
                     let route_limit = route.rate_limit.clone();
                     // A limit keyed by a header sees the header as the client sent it, even
                     // when an access check removes it (an API key) before forwarding.
-                    let keyed_headers = (ctx.access_path.is_some()
+                    let keyed_headers = (!access.is_empty()
                         && site.rate_limits.keys_by_header(route_limit.as_ref()))
                     .then(|| session.req_header().headers.clone());
-                    if let Some(path) = ctx.access_path.take() {
+                    let filter_path = ctx.access_path.take();
+                    if let Some(path) = filter_path.as_deref().filter(|_| !access.is_empty()) {
                         let peer = crate::filter::Peer {
                             peer: ctx.peer_ip,
                             client: ctx.client_ip,
                             trusted: ctx.trusted_peer,
                             tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
                         };
-                        match access.check(session.req_header_mut(), &path, peer).await {
+                        match access.check(session.req_header_mut(), path, peer).await {
                             Ok(identity) => ctx.identity = identity,
                             Err(denial) => {
                                 deny(session, denial, ctx.request_id.as_str()).await;
@@ -415,6 +420,7 @@ impl ProxyHttp for Gateway {
                     if let Err(refused) = crate::filter::rate_limit::enforce(
                         &site.rate_limits,
                         route_limit.as_deref(),
+                        filter_path.as_deref().unwrap_or("/"),
                         keyed_headers
                             .as_ref()
                             .unwrap_or(&session.req_header().headers),

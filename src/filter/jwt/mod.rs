@@ -303,9 +303,9 @@ impl JwtAuth {
             Presented::Nothing => Err(Reason::Missing),
             Presented::Invalid => Err(Reason::Malformed),
             Presented::Bearer(token) => {
-                let digest = cache::TokenCache::digest(token);
+                let slot = self.cache.slot(token);
                 let keys = self.key_set();
-                match self.cache.get(&digest, keys) {
+                match self.cache.get(slot, token, keys) {
                     Some(claims) => Ok(claims),
                     None => {
                         let verified = match &self.source {
@@ -316,7 +316,7 @@ impl JwtAuth {
                             // Stamped with the set current before verifying: a refresh that
                             // lands meanwhile (and may drop the key) makes this entry stale
                             // rather than lending it the new set's trust.
-                            self.cache.insert(digest, claims, keys);
+                            self.cache.insert(slot, token, claims, keys);
                         }
                         verified
                     }

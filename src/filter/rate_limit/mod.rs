@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
@@ -43,10 +43,6 @@ use crate::filter::Consumer;
 pub const REFUSED: &str = "rate limit exceeded";
 /// At most one "would refuse" line per dry-run limit per this many nanoseconds.
 const DRY_RUN_LOG_EVERY_NS: u64 = 10_000_000_000;
-
-static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 /// Where a limit is written; its ids are the stable ones of sites, routes and consumers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,8 +234,8 @@ pub enum RequestState {
     /// No limit applies (or none shows headers).
     #[default]
     Off,
-    /// Limits apply; the normalised path, for `skipPaths`.
-    Pending(String),
+    /// Limits apply (not yet run).
+    Pending,
     /// Allowed: the headers for the response.
     Decided(Shown),
 }
@@ -250,12 +246,13 @@ pub enum RequestState {
 pub async fn enforce(
     site: &SiteRateLimits,
     route: Option<&Limiter>,
+    path: &str,
     headers: &http::HeaderMap,
     client: Option<IpAddr>,
     consumer: Option<&Consumer>,
     state: &mut RequestState,
 ) -> Result<(), Shown> {
-    let RequestState::Pending(path) = std::mem::take(state) else {
+    let RequestState::Pending = std::mem::take(state) else {
         return Ok(());
     };
     let consumer = consumer.map(|c| &*c.name);
@@ -265,7 +262,7 @@ pub async fn enforce(
         .into_iter()
         .flatten()
     {
-        if limiter.skips(&path) {
+        if limiter.skips(path) {
             continue;
         }
         let decision = limiter
@@ -307,10 +304,10 @@ pub async fn refuse(session: &mut Session, shown: &Shown, request_id: &str) {
         request_id,
         false,
         &[
-            ("retry-after", &retry),
-            ("ratelimit-limit", &limit),
-            ("ratelimit-remaining", &remaining),
-            ("ratelimit-reset", &reset),
+            ("Retry-After", &retry),
+            ("RateLimit-Limit", &limit),
+            ("RateLimit-Remaining", &remaining),
+            ("RateLimit-Reset", &reset),
         ],
     )
     .await;
@@ -320,12 +317,13 @@ pub async fn refuse(session: &mut Session, shown: &Shown, request_id: &str) {
 /// upstream sent).
 pub fn add_headers(resp: &mut ResponseHeader, state: &RequestState) {
     if let RequestState::Decided(s) = state {
+        // Static names (as the draft spells them) spare Pingora a copy of each name.
         for (name, value) in [
-            (&LIMIT, s.limit),
-            (&REMAINING, s.remaining),
-            (&RESET, s.reset),
+            ("RateLimit-Limit", s.limit),
+            ("RateLimit-Remaining", s.remaining),
+            ("RateLimit-Reset", s.reset),
         ] {
-            let _ = resp.insert_header(name.clone(), HeaderValue::from(value));
+            let _ = resp.insert_header(name, HeaderValue::from(value));
         }
     }
 }
@@ -389,10 +387,12 @@ mod tests {
         route: Option<&Limiter>,
         path: &str,
     ) -> Result<RequestState, Shown> {
-        let mut state = RequestState::Pending(path.into());
+        let mut state = RequestState::Pending;
         let headers = http::HeaderMap::new();
         let client = Some("10.0.0.1".parse().unwrap());
-        futures::executor::block_on(enforce(site, route, &headers, client, None, &mut state))?;
+        futures::executor::block_on(enforce(
+            site, route, path, &headers, client, None, &mut state,
+        ))?;
         Ok(state)
     }
 
@@ -420,7 +420,7 @@ mod tests {
         // Not pending: nothing to do.
         let mut off = RequestState::Off;
         let headers = http::HeaderMap::new();
-        let fut = enforce(&site, None, &headers, None, None, &mut off);
+        let fut = enforce(&site, None, "/", &headers, None, None, &mut off);
         assert!(futures::executor::block_on(fut).is_ok());
         assert_eq!(off, RequestState::Off);
     }

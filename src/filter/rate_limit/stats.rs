@@ -189,10 +189,11 @@ mod tests {
             .unwrap();
         let headers = http::HeaderMap::new();
         for _ in 0..3 {
-            let mut state = super::super::RequestState::Pending("/api".into());
+            let mut state = super::super::RequestState::Pending;
             let _ = futures::executor::block_on(super::super::enforce(
                 &site.rate_limits,
                 route.rate_limit.as_deref(),
+                "/api",
                 &headers,
                 Some("10.0.0.1".parse().unwrap()),
                 None,
