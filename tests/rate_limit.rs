@@ -158,6 +158,27 @@ fn header_keys_limit_each_value_apart() {
 }
 
 #[test]
+fn headers_false_keeps_allowed_responses_bare_but_not_the_429() {
+    let up = Upstream::start("up");
+    let c = start(&up, "    rateLimit: {limit: 2, headers: false}\n");
+    let http = client();
+    for _ in 0..2 {
+        let r = send(http.get(c.url("/")));
+        assert_eq!(r.status(), 200);
+        assert!(
+            header(&r, "ratelimit-remaining").is_none(),
+            "{:?}",
+            r.headers()
+        );
+        assert!(header(&r, "ratelimit-limit").is_none());
+    }
+    let r = send(http.get(c.url("/")).header("x-request-id", "bare-1"));
+    let (limit, remaining, _, retry) = assert_429(r, "bare-1");
+    assert_eq!((limit, remaining), (2, 0));
+    assert!(retry >= 1);
+}
+
+#[test]
 fn a_header_key_is_read_before_the_access_check_removes_it() {
     // `apiKey` strips X-API-Key before forwarding; the limit still counts per key.
     let up = Upstream::start("up");

@@ -507,6 +507,8 @@ pub struct RateLimit {
     pub skip_paths: Option<Vec<String>>,
     /// Only log and count what would be limited.
     pub dry_run: Option<bool>,
+    /// Send `RateLimit-*` headers on allowed responses too (default true; a 429 always has them).
+    pub headers: Option<bool>,
 }
 
 /// `global.redis`: the shared Redis server.

@@ -292,6 +292,7 @@ impl<'a> Compiler<'a> {
             burst,
             key_by,
             dry_run: r.dry_run.unwrap_or(false),
+            headers: r.headers.unwrap_or(true),
             skip: r
                 .skip_paths
                 .iter()

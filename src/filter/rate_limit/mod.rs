@@ -107,6 +107,8 @@ pub struct Limiter {
     pub burst: u64,
     pub key_by: KeyBy,
     pub dry_run: bool,
+    /// `RateLimit-*` on allowed responses (`headers`).
+    pub headers: bool,
     skip: Vec<Glob>,
     /// The limit in nanoseconds (the memory store's tick).
     gcra: Gcra,
@@ -276,7 +278,7 @@ pub async fn enforce(
             limiter.state.counters.rejected();
             return Err(Shown::of(limiter, &decision));
         }
-        if !limiter.dry_run {
+        if !limiter.dry_run && limiter.headers {
             let this = Shown::of(limiter, &decision);
             if shown.is_none_or(|s| this.remaining < s.remaining) {
                 shown = Some(this);
