@@ -644,7 +644,13 @@ fn an_https_auth_service_is_verified_against_tls_ca() {
     let r = client().get(c.url("/tls")).send().unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(auth.count(), 4);
-    assert_eq!(auth.accepts(), 1, "TLS connections are pooled too");
+    // Pooled too: 4 auth requests, at most 2 connections (a TLS 1.3 session ticket that arrives
+    // after the first request can make the pool drop that connection as no longer idle).
+    let accepts = auth.accepts();
+    assert!(
+        (1..=2).contains(&accepts),
+        "{accepts} TLS connections for 4 auth requests"
+    );
 
     // Without the CA (system roots only) the certificate is not trusted: 503, never allowed.
     let c = start(
