@@ -22,20 +22,9 @@ use crate::proxy::checks::Refusal;
 
 /// The header carrying the consumer's name upstream when `idHeader` is not set.
 pub const DEFAULT_ID_HEADER: &str = "x-consumer-id";
-/// Headers a consumer's `headers` may not set: framing, routing and Conduit's own.
-const RESERVED: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "keep-alive",
-    "proxy-connection",
-    "authorization",
-    "x-request-id",
-];
+/// Headers a consumer's `headers` may not set besides those the proxy manages: the credential
+/// and Conduit's own request id.
+const RESERVED: [&str; 2] = ["authorization", "x-request-id"];
 /// The longest accepted consumer name, in bytes.
 const MAX_NAME: usize = 128;
 
@@ -215,7 +204,9 @@ pub fn validate(raw: &raw::Consumers, site: &raw::Site, path: &str) -> Vec<Confi
             let hp = join(&join(&cp, "headers"), name);
             if HeaderName::from_bytes(name.as_bytes()).is_err() {
                 errors.push(ConfigError::new(hp, "is not a valid header name"));
-            } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+            } else if crate::proxy::hop::is_proxy_managed(name)
+                || RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name))
+            {
                 errors.push(ConfigError::new(
                     hp,
                     "cannot be set per consumer (the proxy manages it)",

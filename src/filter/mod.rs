@@ -140,16 +140,24 @@ impl<'a> AccessFields<'a> {
     }
 }
 
+/// Why a field cannot be used: its feature was left out of this binary. Names the bundle that
+/// has it (`redis` is in `full`, the others in `standard`).
+pub(crate) fn feature_missing(feature: &str) -> String {
+    let bundle = if feature == "redis" {
+        "full"
+    } else {
+        "standard"
+    };
+    format!(
+        "needs the `{feature}` feature, which this conduit binary was built without \
+         (build with `--features {feature}` or `--features {bundle}`)"
+    )
+}
+
 /// The error for a field whose feature this binary was built without.
 #[allow(dead_code)]
 fn needs_feature(path: &str, feature: &str) -> ConfigError {
-    ConfigError::new(
-        path,
-        format!(
-            "needs the `{feature}` feature, which this conduit binary was built without \
-             (build with `--features {feature}` or `--features standard`)"
-        ),
-    )
+    ConfigError::new(path, feature_missing(feature))
 }
 
 /// Checks the access fields of a site or a route (`path` is the site's or the route's path).

@@ -13,19 +13,6 @@ use crate::config::load::join;
 use crate::config::raw;
 use crate::config::ConfigError;
 
-/// Headers no transform may touch: framing and routing belong to the proxy.
-const RESERVED: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "keep-alive",
-    "proxy-connection",
-];
-
 /// The longest template accepted, in bytes.
 const MAX_TEMPLATE: usize = 4096;
 
@@ -157,7 +144,7 @@ pub fn validate(raw: &raw::Transform, path: &str) -> (Vec<ConfigError>, Uses) {
     let name_error = |name: &str| -> Option<String> {
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
             Some(format!("`{name}` is not a valid header name"))
-        } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+        } else if crate::proxy::hop::is_proxy_managed(name) {
             Some(format!(
                 "`{name}` cannot be changed by a transform (the proxy manages it)"
             ))

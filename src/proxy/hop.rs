@@ -15,6 +15,26 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     http::header::PROXY_AUTHORIZATION,
 ];
 
+/// Headers that describe one connection or the message framing, or route the request: the proxy
+/// manages them, so no configured header edit (transforms, consumer headers, headers copied
+/// between requests) may set, remove or copy them.
+const PROXY_MANAGED: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "host",
+];
+
+/// Whether a header name (any case) is one of those the proxy manages.
+pub fn is_proxy_managed(name: &str) -> bool {
+    PROXY_MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
+}
+
 /// A message whose headers can be edited (Pingora keeps header-name case beside the map).
 pub trait HeaderEdit {
     fn headers(&self) -> &HeaderMap;

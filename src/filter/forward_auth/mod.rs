@@ -53,20 +53,13 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Headers that describe one hop's connection or message framing: never copied either way.
-const HOP_AND_FRAMING: [&str; 11] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "host",
-    "expect",
-    "proxy-authenticate",
-];
+/// Never copied either way, besides the headers the proxy manages (`hop::is_proxy_managed`).
+const NOT_COPIED: [&str; 2] = ["expect", "proxy-authenticate"];
+
+/// Whether a header describes one hop's connection or the message framing.
+fn not_copied(h: &HeaderName) -> bool {
+    crate::proxy::hop::is_proxy_managed(h.as_str()) || NOT_COPIED.contains(&h.as_str())
+}
 
 /// A compiled `forwardAuth`.
 pub struct ForwardAuth {
@@ -153,7 +146,7 @@ fn check_names(names: &[String], path: &str, request: bool, errors: &mut Vec<Con
             ));
             continue;
         };
-        if HOP_AND_FRAMING.contains(&h.as_str()) {
+        if not_copied(&h) {
             errors.push(ConfigError::new(
                 p,
                 format!(
@@ -223,7 +216,7 @@ pub fn compile(raw: &raw::ForwardAuth) -> Result<ForwardAuth, ConfigError> {
             None => default.iter().map(|n| HeaderName::from_static(n)).collect(),
         };
         for h in parsed {
-            if !HOP_AND_FRAMING.contains(&h.as_str()) && !out.contains(&h) {
+            if !not_copied(&h) && !out.contains(&h) {
                 out.push(h);
             }
         }

@@ -196,12 +196,12 @@ impl SiteRateLimits {
     }
 
     /// Whether a limit on `route` is keyed by a request header (whose value must then be read
-    /// before the access checks, which may remove credential headers).
+    /// before the access checks, which may remove credential headers). Consumer limits always
+    /// count by the consumer (validation), so only the site's and the route's are looked at.
     pub fn keys_by_header(&self, route: Option<&Arc<Limiter>>) -> bool {
         [self.site.as_ref(), route]
             .into_iter()
             .flatten()
-            .chain(self.consumers.values())
             .any(|l| matches!(l.key_by, KeyBy::Header(_)))
     }
 }
@@ -332,9 +332,7 @@ pub fn add_headers(resp: &mut ResponseHeader, state: &RequestState) {
 
 /// The error for a Redis store in a binary built without the `redis` feature.
 pub(crate) fn needs_redis_feature() -> String {
-    "needs the `redis` feature, which this conduit binary was built without (build with \
-     `--features redis` or `--features full`)"
-        .into()
+    super::feature_missing("redis")
 }
 
 /// The first 16 bytes of the SHA-256 of `data`, in hex.
