@@ -23,6 +23,12 @@ fn version_prints_the_package_version() {
     assert_eq!(code, 0, "stderr: {err}");
     assert!(out.starts_with("conduit "), "{out:?}");
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out:?}");
+    // The allocator is a build choice an operator can read back.
+    assert_eq!(
+        out.contains("mimalloc"),
+        cfg!(feature = "mimalloc"),
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -90,6 +90,7 @@ pub fn compiled_features() -> Vec<&'static str> {
         ("fault-injection", cfg!(feature = "fault-injection")),
         ("otlp", cfg!(feature = "otlp")),
         ("kubernetes", cfg!(feature = "kubernetes")),
+        ("mimalloc", cfg!(feature = "mimalloc")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))
