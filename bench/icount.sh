@@ -3,7 +3,9 @@
 # rate limit against the same binary without any: deterministic where wall-clock load tests on a
 # shared machine are not (they vary by ±20 % round to round). Each configuration runs twice (300
 # and 1800 keep-alive requests from one client, against a fixed-response nginx upstream), and the
-# difference divided by 1500 cancels start-up and shutdown.
+# difference divided by 1500 cancels start-up and shutdown. With glibc malloc the counts repeat
+# exactly; with mimalloc (the `standard` build) they vary by about ±2,000 per run, because its
+# purging of free pages is time-based.
 #
 # Usage: bench/icount.sh        (after `cargo build --release --features standard`)
 #        NAMES="none hs256" bench/icount.sh
