@@ -418,6 +418,7 @@ pub(crate) fn basic_credentials(value: &[u8]) -> Credentials {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::filter::block_on as block;
     use argon2::password_hash::{PasswordHasher, SaltString};
     use std::collections::BTreeMap;
 
@@ -449,14 +450,6 @@ mod tests {
             r.insert_header("authorization", a).unwrap();
         }
         r
-    }
-
-    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
     }
 
     fn run(a: &BasicAuth, auth: Option<&str>) -> Result<RequestHeader, Refusal> {

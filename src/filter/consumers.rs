@@ -422,6 +422,7 @@ impl Consumers {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::filter::block_on as block;
 
     fn site(yaml: &str) -> raw::Site {
         serde_yaml_ng::from_str(yaml).unwrap()
@@ -433,14 +434,6 @@ mod tests {
             .into_iter()
             .map(|e| e.to_string())
             .collect()
-    }
-
-    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
     }
 
     fn req(target: &str, headers: &[(&str, &str)]) -> RequestHeader {

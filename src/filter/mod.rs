@@ -154,6 +154,18 @@ pub(crate) fn feature_missing(feature: &str) -> String {
     )
 }
 
+/// Runs an async check to completion in a unit test, on a fresh current-thread Tokio runtime
+/// (password hashes are verified on Tokio's blocking pool).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// The error for a field whose feature this binary was built without.
 #[allow(dead_code)]
 fn needs_feature(path: &str, feature: &str) -> ConfigError {

@@ -398,9 +398,12 @@ impl ProxyHttp for Gateway {
                     let route_limit = route.rate_limit.clone();
                     // A limit keyed by a header sees the header as the client sent it, even
                     // when an access check removes it (an API key) before forwarding.
-                    let keyed_headers = (!access.is_empty()
-                        && site.rate_limits.keys_by_header(route_limit.as_ref()))
-                    .then(|| session.req_header().headers.clone());
+                    let keyed_headers = if access.is_empty() {
+                        None
+                    } else {
+                        site.rate_limits
+                            .keyed_headers(route_limit.as_ref(), &session.req_header().headers)
+                    };
                     let filter_path = ctx.access_path.take();
                     if let Some(path) = filter_path.as_deref().filter(|_| !access.is_empty()) {
                         let peer = crate::filter::Peer {

@@ -195,14 +195,24 @@ impl SiteRateLimits {
         self.site.is_some() || route.is_some() || !self.consumers.is_empty()
     }
 
-    /// Whether a limit on `route` is keyed by a request header (whose value must then be read
-    /// before the access checks, which may remove credential headers). Consumer limits always
-    /// count by the consumer (validation), so only the site's and the route's are looked at.
-    pub fn keys_by_header(&self, route: Option<&Arc<Limiter>>) -> bool {
-        [self.site.as_ref(), route]
-            .into_iter()
-            .flatten()
-            .any(|l| matches!(l.key_by, KeyBy::Header(_)))
+    /// The request headers the site's and `route`'s limits count by, copied as the client sent
+    /// them (the access checks may remove one, an API key, before the limits run); `None` when
+    /// no limit counts by a header. Consumer limits always count by the consumer (validation).
+    pub fn keyed_headers(
+        &self,
+        route: Option<&Arc<Limiter>>,
+        headers: &http::HeaderMap,
+    ) -> Option<http::HeaderMap> {
+        let mut keyed: Option<http::HeaderMap> = None;
+        for limiter in [self.site.as_ref(), route].into_iter().flatten() {
+            if let KeyBy::Header(name) = &limiter.key_by {
+                let copy = keyed.get_or_insert_with(http::HeaderMap::new);
+                if let Some(value) = headers.get(name) {
+                    copy.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        keyed
     }
 }
 
