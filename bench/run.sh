@@ -41,6 +41,16 @@
 #                                   credential on every request; auth-basic uses a bcrypt hash
 #                                   (verified once, then cached); the tokens are minted by the
 #                                   script with openssl and do not expire during the run
+#   PAIRED=1                        check scenarios (auth-*, ratelimit) only, and their default: run
+#                                   Conduit with and without the check at the same time, both on
+#                                   PROXY_CPU, each loaded by its own wrk with CONNECTIONS/2
+#                                   connections; every round swaps which one starts first and which
+#                                   port it gets. Both see the same machine at the same moment, so
+#                                   the per-round ratio holds to about ±1 % on a shared VM where
+#                                   one-after-the-other runs drift by ±20 %. PAIRED=0: one after
+#                                   the other, each alone on PROXY_CPU, like the other scenarios
+#   CONTROL=1                       check scenarios: give "conduit" the base config too (an A/A
+#                                   run: the ratios then show the method's own bias and spread)
 #   HANDSHAKE_RATE=500              new connections (= requests) per second (SCENARIO=tls-handshake;
 #                                   on 2 vCPUs h2load cannot open many more with full handshakes)
 #   H2_CONNECTIONS=10 H2_STREAMS=5  h2load -c and -m (SCENARIO=h2): 50 requests in flight like the
@@ -90,6 +100,14 @@ case $SCENARIO in
     tls-handshake | h2) TLS=1 H2LOAD=1 PROXIES=${PROXIES/floor/} ;;
     *) die "unknown SCENARIO '$SCENARIO' (expected single, least-conn4, tls-keepalive, tls-resume, tls-handshake, h2, auth-apikey, auth-basic, auth-jwt-hs256, auth-jwt-rs256, auth-jwt-es256 or ratelimit)" ;;
 esac
+PAIRED=${PAIRED:-$CHECK}
+CONTROL=${CONTROL:-0}
+[ "$PAIRED" = 0 ] || [ "$CHECK" = 1 ] || die "PAIRED=1 is for the check scenarios (auth-*, ratelimit) only"
+[ "$CONTROL" = 0 ] || [ "$CHECK" = 1 ] || die "CONTROL=1 is for the check scenarios (auth-*, ratelimit) only"
+if [ "$PAIRED" = 1 ]; then
+    [ "$CONNECTIONS" -ge 2 ] || die "PAIRED=1 needs CONNECTIONS >= 2 (it is split between the two proxies)"
+    CONNECTIONS=$((CONNECTIONS / 2))
+fi
 [ "$HANDSHAKE_RATE" -ge 100 ] 2>/dev/null || die "HANDSHAKE_RATE must be an integer >= 100"
 
 # --- prerequisites -----------------------------------------------------------------------------
@@ -145,6 +163,12 @@ fi
 for p in "$PROXY_PORT" "$UPSTREAM_PORT"; do
     ! port_busy "$p" || die "port $p on 127.0.0.1 is in use (set PROXY_PORT / UPSTREAM_PORT)"
 done
+# PAIRED=1: the second proxy's port.
+PAIR_PORT=""
+if [ "$PAIRED" = 1 ]; then
+    PAIR_PORT=$(free_port "$PROXY_PORT")
+    while [ "$PAIR_PORT" = "$UPSTREAM_PORT" ]; do PAIR_PORT=$(free_port "$PROXY_PORT"); done
+fi
 # TLS scenarios: the upstream nginx also terminates TLS on this port, for the load-side ceiling only.
 UPSTREAM_TLS_PORT=""
 if [ "$TLS" = 1 ]; then
@@ -410,6 +434,10 @@ if [ "$CHECK" = 1 ]; then
 fi
 "$CONDUIT" validate -c "$TMP/conduit.yaml" >"$TMP/validate.log" 2>&1 ||
     die "conduit rejected the bench config: $(cat "$TMP/validate.log")"
+if [ "$CONTROL" = 1 ]; then
+    cp "$TMP/conduit.yaml" "$TMP/conduit-check.yaml"
+    cp "$TMP/conduit-base.yaml" "$TMP/conduit.yaml"
+fi
 
 nginx_conf "$TMP/nginx-proxy" "    upstream up {
 $NGINX_SERVERS
@@ -477,6 +505,7 @@ case $SCENARIO in
     tls-keepalive) LOAD_DESC="wrk -t1 -c$CONNECTIONS -d$DURATION (https, HTTP/1.1 keep-alive)" ;;
     *) LOAD_DESC="wrk -t1 -c$CONNECTIONS -d$DURATION" ;;
 esac
+[ "$PAIRED" = 0 ] || LOAD_DESC="two wrk -t1 -c$CONNECTIONS -d$DURATION at once, one per proxy"
 
 # run_load PORT DURATION OUTFILE: the scenario's load generator against 127.0.0.1:PORT, on LOAD_CPU.
 run_load() {
@@ -627,6 +656,73 @@ measure() {
     stop_proxy
 }
 
+# measure_pair ROUND (PAIRED=1): Conduit with and without the check, started together on
+# PROXY_CPU, warmed up and loaded at the same time by one wrk each. Odd rounds start "conduit"
+# first on PROXY_PORT, even rounds "conduit-base", so an edge of the start order or of the port
+# cancels over the rounds.
+measure_pair() {
+    local r=$1 first=conduit second=conduit-base name k w1 w2 c0 c1 b0 b1 s0 s1 o0 o1 both=0
+    [ $((r % 2)) = 1 ] || { first=conduit-base; second=conduit; }
+    local -A port pid t0 t1
+    port[$first]=$PROXY_PORT
+    port[$second]=$PAIR_PORT
+    for name in "$first" "$second"; do
+        sed "s/^  - port: $PROXY_PORT\$/  - port: ${port[$name]}/" "$TMP/$name.yaml" >"$TMP/$name-pair.yaml"
+        log "$name (round $r): starting on CPU $PROXY_CPU, port ${port[$name]}"
+        # shellcheck disable=SC2086
+        start_proc "$PROXY_CPU" "$TMP/$name.log" env TMPDIR="$TMP" $PROXY_ENV "$CONDUIT" -c "$TMP/$name-pair.yaml"
+        pid[$name]=$STARTED_PID
+    done
+    for name in "$first" "$second"; do
+        wait_ok "${port[$name]}" "${pid[$name]}" 10 || die "$name did not start or does not proxy (see its log in $TMP)"
+    done
+    sleep 0.5
+    for name in "$first" "$second"; do RSS[$name#$r]=$(rss_kb "${pid[$name]}"); done
+    run_load "${port[$first]}" "$WARMUP" "$TMP/warmup-$first.txt" &
+    w1=$!
+    run_load "${port[$second]}" "$WARMUP" "$TMP/warmup-$second.txt" &
+    w2=$!
+    PIDS+=("$w1" "$w2")
+    wait "$w1" && wait "$w2" || die "the warm-up load failed"
+    for name in "$first" "$second"; do t0[$name]=$(cpu_ticks "${pid[$name]}"); done
+    c0=$(cpu_line "$PROXY_CPU")
+    o0=$(tcp_passive_opens)
+    log "both (round $r): $LOAD_DESC"
+    run_load "${port[$first]}" "$DURATION" "$TMP/load-$first-$r.txt" &
+    w1=$!
+    run_load "${port[$second]}" "$DURATION" "$TMP/load-$second-$r.txt" &
+    w2=$!
+    PIDS+=("$w1" "$w2")
+    wait "$w1" && wait "$w2" || die "the load failed"
+    forget_pid "$w1"
+    forget_pid "$w2"
+    o1=$(tcp_passive_opens)
+    for name in "$first" "$second"; do t1[$name]=$(cpu_ticks "${pid[$name]}"); done
+    c1=$(cpu_line "$PROXY_CPU")
+    read -r b0 s0 <<<"$c0"
+    read -r b1 s1 <<<"$c1"
+    for name in "$first" "$second"; do
+        k=$name#$r
+        RSS_AFTER[$k]=$(rss_kb "${pid[$name]}")
+        parse_load "$TMP/load-$name-$r.txt" "$name"
+        RPS[$k]=$L_RPS P50[$k]=$L_LAT1 P99[$k]=$L_LAT2
+        CPU_US[$k]=$(awk -v d=$((t1[$name] - t0[$name])) -v hz="$CLK_TCK" -v n="$L_REQS" 'BEGIN {printf "%.2f", d / hz * 1e6 / n}')
+        CPU_PCT[$k]=$(awk -v d=$((t1[$name] - t0[$name])) -v hz="$CLK_TCK" -v s="$L_SECS" 'BEGIN {printf "%.0f", d / hz / s * 100}')
+        CONN[$k]=$(awk -v d=$((o1 - o0)) -v n="$L_REQS" 'BEGIN {printf "%.3f", d / n}')
+        both=$((both + t1[$name] - t0[$name]))
+        STEAL_PCT[$k]=$(awk -v d=$((s1 - s0)) -v hz="$CLK_TCK" -v s="$L_SECS" 'BEGIN {printf "%.0f", d / hz / s * 100}')
+    done
+    # Other work on the proxy CPU: busy time charged to neither proxy.
+    for name in "$first" "$second"; do
+        OTHER_PCT[$name#$r]=$(awk -v b=$((b1 - b0)) -v p="$both" -v hz="$CLK_TCK" -v s="$L_SECS" \
+            'BEGIN {v = (b - p) / hz / s * 100; if (v < 0) v = 0; printf "%.0f", v}')
+    done
+    for name in "$first" "$second"; do
+        stop_pid "${pid[$name]}"
+        forget_pid "${pid[$name]}"
+    done
+}
+
 # startup NAME: median and min ms from exec to the first proxied 200, over STARTUP_RUNS starts.
 # Polls with http_ok rather than curl: one curl run costs ~13 ms on a small VM, more than the
 # quantity measured.
@@ -659,6 +755,10 @@ DIRECT_RPS=$L_RPS
 # round (the first proxy of a round was seen to measure ~10 % lower than the second) cancels.
 REVERSED=$(printf '%s\n' $PROXIES | tac | tr '\n' ' ')
 for round in $(seq 1 "$ROUNDS"); do
+    if [ "$PAIRED" = 1 ]; then
+        measure_pair "$round"
+        continue
+    fi
     order=$PROXIES
     [ $((round % 2)) = 1 ] || order=$REVERSED
     for name in $order; do measure "$name" "$round"; done
@@ -677,21 +777,29 @@ ratio() { # ratio NAME_A NAME_B -> median CPU µs/request of A / that of B
 }
 # round_ratios NAME_A NAME_B -> "median (r1 r2 ...)": A/B within each round, which cancels the drift
 # of a shared machine between rounds better than a ratio of medians.
+# Of CPU µs/request, or of the results array named by a third argument (e.g. RPS).
 round_ratios() {
-    [ -n "${CPU_US[$1#1]:-}" ] && [ -n "${CPU_US[$2#1]:-}" ] || { echo "n/a"; return; }
+    local -n of=${3:-CPU_US}
+    [ -n "${of[$1#1]:-}" ] && [ -n "${of[$2#1]:-}" ] || { echo "n/a"; return; }
     local r all=()
     for r in $(seq 1 "$ROUNDS"); do
-        all+=("$(awk -v a="${CPU_US[$1#$r]}" -v b="${CPU_US[$2#$r]}" 'BEGIN {printf "%.2f", a / b}')")
+        all+=("$(awk -v a="${of[$1#$r]}" -v b="${of[$2#$r]}" 'BEGIN {printf "%.3f", a / b}')")
     done
     printf '%s\n' "${all[@]}" | sort -n | awk -v list="${all[*]}" '{a[NR] = $1}
-        END {printf "%.2fx (rounds: %s)", a[int((NR + 1) / 2)], list}'
+        END {printf "%.3fx (rounds: %s)", a[int((NR + 1) / 2)], list}'
 }
 
 echo
 echo "Conduit load test — $(date -u '+%Y-%m-%d %H:%M UTC'), $NCPU CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)"
 echo "SCENARIO=$SCENARIO: $LOAD_DESC (after $WARMUP warm-up) on CPU $LOAD_CPU with the upstream nginx;"
-echo "proxy alone on CPU $PROXY_CPU, 1 worker;"
-echo "$ROUNDS rounds, each proxy freshly started per round; the row is the round with the median CPU us/req"
+if [ "$PAIRED" = 1 ]; then
+    echo "PAIRED: conduit and conduit-base at the same time on CPU $PROXY_CPU, 1 worker each, one wrk each;"
+    echo "$ROUNDS rounds, both freshly started per round (start order and ports swapped every round); the row is the round with the median CPU us/req"
+    [ "$CONTROL" = 0 ] || echo "CONTROL: \"conduit\" runs the base config too (A/A: the ratios show the method's bias and spread)"
+else
+    echo "proxy alone on CPU $PROXY_CPU, 1 worker;"
+    echo "$ROUNDS rounds, each proxy freshly started per round; the row is the round with the median CPU us/req"
+fi
 [ -z "$PROXY_ENV" ] || echo "PROXY_ENV for conduit and floor: $PROXY_ENV"
 [ "$FLOOR_WORK_STEALING" = 0 ] || echo "floor with tokio work stealing"
 if [ "$TLS" = 1 ]; then
@@ -726,7 +834,10 @@ echo
 if [ "$CHECK" = 1 ]; then
     echo "CPU µs/request with the check / without (SCENARIO=$SCENARIO): median ratio $(ratio conduit conduit-base)"
     echo "median of per-round ratios: conduit/conduit-base $(round_ratios conduit conduit-base)"
-    echo "check config: $(tail -n 1 "$TMP/conduit.yaml" | sed 's/^ *//')"
+    echo "throughput with the check / without, per round: $(round_ratios conduit conduit-base RPS)"
+    check_yaml=$TMP/conduit.yaml
+    [ "$CONTROL" = 0 ] || check_yaml=$TMP/conduit-check.yaml
+    echo "check config: $(tail -n 1 "$check_yaml" | sed 's/^ *//')"
 else
     echo "CPU µs/request ratios of the medians: conduit/floor $(ratio conduit floor)   conduit/nginx $(ratio conduit nginx)   floor/nginx $(ratio floor nginx)"
     echo "median of per-round ratios: conduit/floor $(round_ratios conduit floor)"
