@@ -51,6 +51,11 @@
 #                                   the other, each alone on PROXY_CPU, like the other scenarios
 #   CONTROL=1                       check scenarios: give "conduit" the base config too (an A/A
 #                                   run: the ratios then show the method's own bias and spread)
+#   RATELIMIT="{limit: 1000000, windowSecs: 1, keyBy: ip}"
+#                                   SCENARIO=ratelimit: the limit under test (a limit no request
+#                                   reaches; add `headers: false` to leave the RateLimit-* headers out)
+#   SITE_EXTRA="securityHeaders: true"
+#                                   check scenarios: more site fields (one per line) for both configs
 #   HANDSHAKE_RATE=500              new connections (= requests) per second (SCENARIO=tls-handshake;
 #                                   on 2 vCPUs h2load cannot open many more with full handshakes)
 #   H2_CONNECTIONS=10 H2_STREAMS=5  h2load -c and -m (SCENARIO=h2): 50 requests in flight like the
@@ -102,6 +107,9 @@ case $SCENARIO in
 esac
 PAIRED=${PAIRED:-$CHECK}
 CONTROL=${CONTROL:-0}
+RATELIMIT=${RATELIMIT:-"{limit: 1000000, windowSecs: 1, keyBy: ip}"}
+SITE_EXTRA=${SITE_EXTRA:-}
+[ -z "$SITE_EXTRA" ] || [ "$CHECK" = 1 ] || die "SITE_EXTRA is for the check scenarios (auth-*, ratelimit) only"
 [ "$PAIRED" = 0 ] || [ "$CHECK" = 1 ] || die "PAIRED=1 is for the check scenarios (auth-*, ratelimit) only"
 [ "$CONTROL" = 0 ] || [ "$CHECK" = 1 ] || die "CONTROL=1 is for the check scenarios (auth-*, ratelimit) only"
 if [ "$PAIRED" = 1 ]; then
@@ -380,6 +388,8 @@ fi
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
 LOAD_HEADER=""
 if [ "$CHECK" = 1 ]; then
+    # SITE_EXTRA: more site fields for both (e.g. `securityHeaders: true`), one per line.
+    [ -z "$SITE_EXTRA" ] || printf '%s\n' "$SITE_EXTRA" | sed 's/^/    /' >>"$TMP/conduit.yaml"
     cp "$TMP/conduit.yaml" "$TMP/conduit-base.yaml"
     NOW=$(date +%s)
     CLAIMS=$(printf '{"sub":"bench-user","iat":%d,"exp":%d}' "$NOW" $((NOW + 86400)) | b64url)
@@ -425,7 +435,7 @@ if [ "$CHECK" = 1 ]; then
             ;;
         ratelimit)
             # A memory-store limit no request reaches: the cost of the decision and its headers.
-            echo "    rateLimit: {limit: 1000000, windowSecs: 1, keyBy: ip}" >>"$TMP/conduit.yaml"
+            echo "    rateLimit: $RATELIMIT" >>"$TMP/conduit.yaml"
             ;;
     esac
     # The check must let wrk's requests through: one request with the credential, one without.
@@ -838,6 +848,7 @@ if [ "$CHECK" = 1 ]; then
     check_yaml=$TMP/conduit.yaml
     [ "$CONTROL" = 0 ] || check_yaml=$TMP/conduit-check.yaml
     echo "check config: $(tail -n 1 "$check_yaml" | sed 's/^ *//')"
+    [ -z "$SITE_EXTRA" ] || echo "both configs also have: $(printf %s "$SITE_EXTRA" | tr "\n" " ")"
 else
     echo "CPU µs/request ratios of the medians: conduit/floor $(ratio conduit floor)   conduit/nginx $(ratio conduit nginx)   floor/nginx $(ratio floor nginx)"
     echo "median of per-round ratios: conduit/floor $(round_ratios conduit floor)"
