@@ -54,6 +54,8 @@
 #   RATELIMIT="{limit: 1000000, windowSecs: 1, keyBy: ip}"
 #                                   SCENARIO=ratelimit: the limit under test (a limit no request
 #                                   reaches; add `headers: false` to leave the RateLimit-* headers out)
+#   WRK_SCRIPT=bench/clients.lua    a wrk Lua script for the keep-alive HTTP scenarios (clients.lua:
+#                                   64 clients named in X-Client, for a limit keyed by that header)
 #   SITE_EXTRA="securityHeaders: true"
 #                                   check scenarios: more site fields (one per line) for both configs
 #   HANDSHAKE_RATE=500              new connections (= requests) per second (SCENARIO=tls-handshake;
@@ -109,6 +111,11 @@ PAIRED=${PAIRED:-$CHECK}
 CONTROL=${CONTROL:-0}
 RATELIMIT=${RATELIMIT:-"{limit: 1000000, windowSecs: 1, keyBy: ip}"}
 SITE_EXTRA=${SITE_EXTRA:-}
+WRK_SCRIPT=${WRK_SCRIPT:-}
+if [ -n "$WRK_SCRIPT" ]; then
+    [ -f "$WRK_SCRIPT" ] || die "WRK_SCRIPT $WRK_SCRIPT: no such file"
+    WRK_SCRIPT=$(cd "$(dirname "$WRK_SCRIPT")" && pwd)/$(basename "$WRK_SCRIPT")
+fi
 [ -z "$SITE_EXTRA" ] || [ "$CHECK" = 1 ] || die "SITE_EXTRA is for the check scenarios (auth-*, ratelimit) only"
 [ "$PAIRED" = 0 ] || [ "$CHECK" = 1 ] || die "PAIRED=1 is for the check scenarios (auth-*, ratelimit) only"
 [ "$CONTROL" = 0 ] || [ "$CHECK" = 1 ] || die "CONTROL=1 is for the check scenarios (auth-*, ratelimit) only"
@@ -532,7 +539,7 @@ run_load() {
             ;;
         # wrk reconnects after each response that ends its connection: one handshake per request.
         tls-resume) cmd=(wrk -t1 -c"$CONNECTIONS" -d"$2" --latency -H "Connection: close" "$url") ;;
-        *) cmd=(wrk -t1 -c"$CONNECTIONS" -d"$2" --latency ${LOAD_HEADER:+-H "$LOAD_HEADER"} "$url") ;;
+        *) cmd=(wrk -t1 -c"$CONNECTIONS" -d"$2" --latency ${LOAD_HEADER:+-H "$LOAD_HEADER"} ${WRK_SCRIPT:+-s "$WRK_SCRIPT"} "$url") ;;
     esac
     # In the background + wait, so that Ctrl-C / TERM reach the trap at once.
     taskset -c "$LOAD_CPU" "${cmd[@]}" >"$3" 2>&1 &
