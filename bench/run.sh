@@ -641,7 +641,7 @@ measure() {
     sleep 0.5
     RSS[$k]=$(rss_kb "$PROXY_PID")
     run_load "$PROXY_PORT" "$WARMUP" "$TMP/warmup-$name.txt"
-    local t0 t1 c0 c1 b0 b1 s0 s1 o0 o1 reqs secs
+    local t0 t1 c0 c1 b0 b1 s0 s1 o0 o1
     t0=$(cpu_ticks "$PROXY_PID")
     [ "$name" != nginx ] || t0=$((t0 + $(cpu_ticks "$PROXY_MAIN")))
     c0=$(cpu_line "$PROXY_CPU")
@@ -656,21 +656,41 @@ measure() {
 
     parse_load "$out" "$name"
     [ "$H2LOAD" != 1 ] || TLS_INFO[$name]="$L_TLS (h2load)"
-    reqs=$L_REQS secs=$L_SECS
+    read -r b0 s0 <<<"$c0"
+    read -r b1 s1 <<<"$c1"
+    record_run "$k" $((t1 - t0)) $((o1 - o0)) $((b1 - b0)) $((s1 - s0)) $((t1 - t0))
+    stop_proxy
+}
+
+# record_run KEY PROXY_TICKS OPENS CPU_BUSY_TICKS STEAL_TICKS CHARGED_TICKS: the results of one
+# measured run (after parse_load) under KEY. CHARGED_TICKS is what the proxies on PROXY_CPU were
+# charged; the rest of the CPU's busy time is "other" work.
+record_run() {
+    local k=$1 ticks=$2 opens=$3 busy=$4 steal=$5 charged=$6
     RPS[$k]=$L_RPS P50[$k]=$L_LAT1 P99[$k]=$L_LAT2
     # New TCP connections (client->proxy and proxy->upstream) per request: ~1 when every request
     # handshakes, ~0 with keep-alive on both sides.
-    CONN[$k]=$(awk -v d=$((o1 - o0)) -v n="$reqs" 'BEGIN {printf "%.3f", d / n}')
-    CPU_US[$k]=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f", d / hz * 1e6 / n}')
-    CPU_PCT[$k]=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN {printf "%.0f", d / hz / s * 100}')
-    # Work on the proxy's CPU that the proxy was not charged for (other processes, interrupts not
+    CONN[$k]=$(awk -v d="$opens" -v n="$L_REQS" 'BEGIN {printf "%.3f", d / n}')
+    CPU_US[$k]=$(awk -v d="$ticks" -v hz="$CLK_TCK" -v n="$L_REQS" 'BEGIN {printf "%.2f", d / hz * 1e6 / n}')
+    CPU_PCT[$k]=$(awk -v d="$ticks" -v hz="$CLK_TCK" -v s="$L_SECS" 'BEGIN {printf "%.0f", d / hz / s * 100}')
+    # Work on the proxy's CPU that no proxy was charged for (other processes, interrupts not
     # billed to it), and hypervisor steal: both say how clean the run was.
-    read -r b0 s0 <<<"$c0"
-    read -r b1 s1 <<<"$c1"
-    OTHER_PCT[$k]=$(awk -v b=$((b1 - b0)) -v p=$((t1 - t0)) -v hz="$CLK_TCK" -v s="$secs" \
+    OTHER_PCT[$k]=$(awk -v b="$busy" -v p="$charged" -v hz="$CLK_TCK" -v s="$L_SECS" \
         'BEGIN {v = (b - p) / hz / s * 100; if (v < 0) v = 0; printf "%.0f", v}')
-    STEAL_PCT[$k]=$(awk -v d=$((s1 - s0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN {printf "%.0f", d / hz / s * 100}')
-    stop_proxy
+    STEAL_PCT[$k]=$(awk -v d="$steal" -v hz="$CLK_TCK" -v s="$L_SECS" 'BEGIN {printf "%.0f", d / hz / s * 100}')
+}
+
+# load_both PORT_A PORT_B DURATION OUT_A OUT_B: run_load against both ports at the same time.
+load_both() {
+    local w1 w2
+    run_load "$1" "$3" "$4" &
+    w1=$!
+    run_load "$2" "$3" "$5" &
+    w2=$!
+    PIDS+=("$w1" "$w2")
+    wait "$w1" && wait "$w2" || die "the load on ports $1 and $2 failed"
+    forget_pid "$w1"
+    forget_pid "$w2"
 }
 
 # measure_pair ROUND (PAIRED=1): Conduit with and without the check, started together on
@@ -678,7 +698,7 @@ measure() {
 # first on PROXY_PORT, even rounds "conduit-base", so an edge of the start order or of the port
 # cancels over the rounds.
 measure_pair() {
-    local r=$1 first=conduit second=conduit-base name k w1 w2 c0 c1 b0 b1 s0 s1 o0 o1 both=0
+    local r=$1 first=conduit second=conduit-base name c0 c1 b0 b1 s0 s1 o0 o1
     [ $((r % 2)) = 1 ] || { first=conduit-base; second=conduit; }
     local -A port pid t0 t1
     port[$first]=$PROXY_PORT
@@ -695,44 +715,22 @@ measure_pair() {
     done
     sleep 0.5
     for name in "$first" "$second"; do RSS[$name#$r]=$(rss_kb "${pid[$name]}"); done
-    run_load "${port[$first]}" "$WARMUP" "$TMP/warmup-$first.txt" &
-    w1=$!
-    run_load "${port[$second]}" "$WARMUP" "$TMP/warmup-$second.txt" &
-    w2=$!
-    PIDS+=("$w1" "$w2")
-    wait "$w1" && wait "$w2" || die "the warm-up load failed"
+    load_both "${port[$first]}" "${port[$second]}" "$WARMUP" "$TMP/warmup-$first.txt" "$TMP/warmup-$second.txt"
     for name in "$first" "$second"; do t0[$name]=$(cpu_ticks "${pid[$name]}"); done
     c0=$(cpu_line "$PROXY_CPU")
     o0=$(tcp_passive_opens)
     log "both (round $r): $LOAD_DESC"
-    run_load "${port[$first]}" "$DURATION" "$TMP/load-$first-$r.txt" &
-    w1=$!
-    run_load "${port[$second]}" "$DURATION" "$TMP/load-$second-$r.txt" &
-    w2=$!
-    PIDS+=("$w1" "$w2")
-    wait "$w1" && wait "$w2" || die "the load failed"
-    forget_pid "$w1"
-    forget_pid "$w2"
+    load_both "${port[$first]}" "${port[$second]}" "$DURATION" "$TMP/load-$first-$r.txt" "$TMP/load-$second-$r.txt"
     o1=$(tcp_passive_opens)
     for name in "$first" "$second"; do t1[$name]=$(cpu_ticks "${pid[$name]}"); done
     c1=$(cpu_line "$PROXY_CPU")
     read -r b0 s0 <<<"$c0"
     read -r b1 s1 <<<"$c1"
+    local both=$((t1[$first] - t0[$first] + t1[$second] - t0[$second]))
     for name in "$first" "$second"; do
-        k=$name#$r
-        RSS_AFTER[$k]=$(rss_kb "${pid[$name]}")
+        RSS_AFTER[$name#$r]=$(rss_kb "${pid[$name]}")
         parse_load "$TMP/load-$name-$r.txt" "$name"
-        RPS[$k]=$L_RPS P50[$k]=$L_LAT1 P99[$k]=$L_LAT2
-        CPU_US[$k]=$(awk -v d=$((t1[$name] - t0[$name])) -v hz="$CLK_TCK" -v n="$L_REQS" 'BEGIN {printf "%.2f", d / hz * 1e6 / n}')
-        CPU_PCT[$k]=$(awk -v d=$((t1[$name] - t0[$name])) -v hz="$CLK_TCK" -v s="$L_SECS" 'BEGIN {printf "%.0f", d / hz / s * 100}')
-        CONN[$k]=$(awk -v d=$((o1 - o0)) -v n="$L_REQS" 'BEGIN {printf "%.3f", d / n}')
-        both=$((both + t1[$name] - t0[$name]))
-        STEAL_PCT[$k]=$(awk -v d=$((s1 - s0)) -v hz="$CLK_TCK" -v s="$L_SECS" 'BEGIN {printf "%.0f", d / hz / s * 100}')
-    done
-    # Other work on the proxy CPU: busy time charged to neither proxy.
-    for name in "$first" "$second"; do
-        OTHER_PCT[$name#$r]=$(awk -v b=$((b1 - b0)) -v p="$both" -v hz="$CLK_TCK" -v s="$L_SECS" \
-            'BEGIN {v = (b - p) / hz / s * 100; if (v < 0) v = 0; printf "%.0f", v}')
+        record_run "$name#$r" $((t1[$name] - t0[$name])) $((o1 - o0)) $((b1 - b0)) $((s1 - s0)) "$both"
     done
     for name in "$first" "$second"; do
         stop_pid "${pid[$name]}"
