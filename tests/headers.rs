@@ -129,3 +129,64 @@ fn security_headers_are_added_without_hsts_on_plain_sites() {
     let r = client().get(c2.url("/")).send().unwrap();
     assert!(r.headers().get("x-content-type-options").is_none());
 }
+
+#[test]
+fn response_heads_carry_canonical_names_and_the_upstream_reason_phrase() {
+    // Conduit edits the response's plain header map (no second map of the upstream's spelling):
+    // HTTP/1 clients see a dozen framing and common names title-cased (`Content-Length`) and
+    // the others in lower case, as over HTTP/2. The upstream's own reason phrase ("X") and its headers get through.
+    let up = Upstream::start("one");
+    let c = Conduit::start(
+        &(simple(&up) + "    rateLimit: {limit: 1, windowSecs: 60}\n    securityHeaders: true\n"),
+    );
+    let answer = raw(
+        c.port,
+        b"GET /hop HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a response head");
+    assert!(head.starts_with("HTTP/1.1 200 X\r\n"), "{answer}");
+    assert_eq!(body, "one");
+    let lines: Vec<&str> = head.lines().skip(1).collect();
+    for expected in [
+        "Content-Length: 3",
+        "x-upstream: one",
+        "x-end-to-end: yes",
+        "ratelimit-limit: 1",
+        "ratelimit-remaining: 0",
+        "x-content-type-options: nosniff",
+    ] {
+        assert!(lines.contains(&expected), "no `{expected}` in {answer}");
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("x-request-id: ")),
+        "{answer}"
+    );
+    assert!(
+        !head.to_ascii_lowercase().contains("x-hop-secret"),
+        "{answer}"
+    );
+
+    // Conduit's own answers use the same spelling: the next request is over the limit.
+    let refused = raw(
+        c.port,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(raw_status(&refused), 429, "{refused}");
+    let head = refused.split_once("\r\n\r\n").map_or("", |(h, _)| h);
+    let lines: Vec<&str> = head.lines().skip(1).collect();
+    for expected in [
+        "Content-Type: application/json",
+        "ratelimit-limit: 1",
+        "ratelimit-remaining: 0",
+    ] {
+        assert!(lines.contains(&expected), "no `{expected}` in {refused}");
+    }
+    for prefix in ["retry-after: ", "x-request-id: "] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(prefix)),
+            "no {prefix} in {refused}"
+        );
+    }
+}

@@ -6,7 +6,7 @@
 //! so a client can never supply a value Conduit is meant to vouch for.
 
 use http::{HeaderName, HeaderValue};
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::RequestHeader;
 
 use super::Identity;
 use crate::config::load::join;
@@ -220,17 +220,22 @@ impl Transform {
     }
 
     /// Applies the transform to the response sent to the client.
-    pub fn apply_response(&self, resp: &mut ResponseHeader, identity: &Identity, request_id: &str) {
+    pub fn apply_response(
+        &self,
+        headers: &mut http::HeaderMap,
+        identity: &Identity,
+        request_id: &str,
+    ) {
         for name in &self.remove {
-            resp.remove_header(name);
+            headers.remove(name);
         }
         for (name, template) in &self.set {
             match template.render(identity, request_id) {
                 Some(v) => {
-                    let _ = resp.insert_header(name.clone(), v);
+                    let _ = headers.try_insert(name.clone(), v);
                 }
                 None => {
-                    resp.remove_header(name);
+                    headers.remove(name);
                 }
             }
         }

@@ -52,7 +52,7 @@ pub async fn respond(
         serde_json::Value::String(message.to_string()),
         serde_json::Value::String(request_id.to_string()),
     ));
-    let Ok(mut resp) = ResponseHeader::build(status, Some(4)) else {
+    let Ok(mut resp) = ResponseHeader::build_no_case(status, Some(4)) else {
         return;
     };
     let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");

@@ -175,8 +175,7 @@ pub async fn proxy(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> 
         resp.set_version(http::Version::HTTP_11);
         resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
     }
-    hop::strip(resp.as_mut());
-    super::finish_response_headers(&mut resp, ctx);
+    super::response_headers::finish(&mut resp, ctx);
     session
         .write_response_header(resp, end)
         .await

@@ -15,6 +15,7 @@ pub mod hop;
 pub mod mirror;
 pub mod normalize;
 pub mod request_id;
+pub mod response_headers;
 pub mod retry;
 
 use std::sync::atomic::AtomicUsize;
@@ -57,27 +58,6 @@ enum Decision {
     Health,
     /// `tls.httpRedirectPort`: 301 to this `https://` URL.
     Redirect(String),
-}
-
-/// What every proxied response gets from Conduit: the request id, the sticky cookie, the site's
-/// security headers (only where the response lacks them). Never fails: an error here would drop
-/// the pooled upstream connection.
-pub(crate) fn finish_response_headers(resp: &mut ResponseHeader, ctx: &mut RequestCtx) {
-    let _ = resp.insert_header(request_id::HEADER, ctx.request_id.header_value());
-    crate::filter::rate_limit::add_headers(resp, &ctx.rate_limit);
-    if let Some(cookie) = ctx.set_cookie.take() {
-        let _ = resp.append_header(http::header::SET_COOKIE, cookie);
-    }
-    if let Some(site) = &ctx.site {
-        for (name, value) in &site.security_headers {
-            if !resp.headers.contains_key(name) {
-                let _ = resp.insert_header(name.clone(), value.clone());
-            }
-        }
-        if let Some(t) = &site.response_transform {
-            t.apply_response(resp, &ctx.identity, ctx.request_id.as_str());
-        }
-    }
 }
 
 /// Replaces any client-sent `X-Client-Cert-*` headers with the facts of the connection's
@@ -190,7 +170,8 @@ async fn deny(session: &mut Session, denial: crate::filter::Denial, request_id: 
             .await;
         }
         crate::filter::Denial::Answer(a) => {
-            let Ok(mut resp) = ResponseHeader::build(a.status, Some(a.headers.len() + 2)) else {
+            let Ok(mut resp) = ResponseHeader::build_no_case(a.status, Some(a.headers.len() + 2))
+            else {
                 return;
             };
             for (name, value) in a.headers {
@@ -456,7 +437,7 @@ impl ProxyHttp for Gateway {
             Ok(Decision::Proxy) if hedge::applies(session, ctx) => hedge::proxy(session, ctx).await,
             Ok(Decision::Proxy) => Ok(false),
             Ok(Decision::Redirect(location)) => {
-                let mut resp = ResponseHeader::build(301, Some(4))?;
+                let mut resp = ResponseHeader::build_no_case(301, Some(4))?;
                 resp.insert_header(http::header::LOCATION, location)?;
                 resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
                 resp.insert_header(request_id::HEADER, ctx.request_id.header_value())?;
@@ -466,7 +447,7 @@ impl ProxyHttp for Gateway {
             Ok(Decision::Health) => {
                 let head = session.req_header().method == http::Method::HEAD;
                 let body = Bytes::from_static(b"{\"status\":\"ok\"}\n");
-                let mut resp = ResponseHeader::build(200, Some(4))?;
+                let mut resp = ResponseHeader::build_no_case(200, Some(4))?;
                 resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
                 resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
                 resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
@@ -671,10 +652,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
-            hop::strip(resp);
-        }
-        finish_response_headers(resp, ctx);
+        response_headers::finish(resp, ctx);
         Ok(())
     }
 

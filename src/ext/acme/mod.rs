@@ -191,7 +191,7 @@ pub mod hooks {
             }
         };
         let head = session.req_header().method == http::Method::HEAD;
-        let mut resp = pingora::http::ResponseHeader::build(200, Some(3))?;
+        let mut resp = pingora::http::ResponseHeader::build_no_case(200, Some(3))?;
         resp.insert_header(http::header::CONTENT_TYPE, "application/octet-stream")?;
         resp.insert_header(http::header::CONTENT_LENGTH, answer.len())?;
         resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;

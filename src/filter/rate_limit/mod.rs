@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http::HeaderValue;
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 pub use config::{validate, validate_redis, Compiler, Context, Level};
@@ -325,17 +324,22 @@ pub async fn refuse(session: &mut Session, shown: &Shown, request_id: &str) {
     .await;
 }
 
+/// How many headers [`add_headers`] adds at most.
+pub const HEADER_COUNT: usize = 3;
+
+/// The `RateLimit-*` header names, parsed once.
+const NAMES: [http::HeaderName; HEADER_COUNT] = [
+    http::HeaderName::from_static("ratelimit-limit"),
+    http::HeaderName::from_static("ratelimit-remaining"),
+    http::HeaderName::from_static("ratelimit-reset"),
+];
+
 /// Adds the `RateLimit-*` headers of an allowed request to its response (replacing any the
 /// upstream sent).
-pub fn add_headers(resp: &mut ResponseHeader, state: &RequestState) {
+pub fn add_headers(headers: &mut http::HeaderMap, state: &RequestState) {
     if let RequestState::Decided(s) = state {
-        // Static names (as the draft spells them) spare Pingora a copy of each name.
-        for (name, value) in [
-            ("RateLimit-Limit", s.limit),
-            ("RateLimit-Remaining", s.remaining),
-            ("RateLimit-Reset", s.reset),
-        ] {
-            let _ = resp.insert_header(name, HeaderValue::from(value));
+        for (name, value) in NAMES.into_iter().zip([s.limit, s.remaining, s.reset]) {
+            let _ = headers.try_insert(name, HeaderValue::from(value));
         }
     }
 }
