@@ -9,6 +9,9 @@
 #
 # Usage: bench/icount.sh        (after `cargo build --release --features standard`)
 #        NAMES="none hs256" bench/icount.sh
+# Names: none apikey basic hs256 rs256 ratelimit ratelimitq consumer (the default set), and
+# clients, ratelimit64, ratelimit64q: each request names one of 64 clients in `X-Client`, with
+# no limit, a limit keyed by that header, and the same without `RateLimit-*` headers.
 # Needs valgrind, nginx, openssl, curl and python3. Loopback only. Note that valgrind does not
 # run SHA extensions, so SHA-256 work (API keys, Basic) counts more than it costs on a real CPU.
 set -euo pipefail
@@ -25,7 +28,8 @@ if hdr:
     h[k] = v
 ok = 0
 for i in range(n):
-    c.request("GET", "/", headers=h)
+    # `{i}` in the header value names one of 64 clients in turn.
+    c.request("GET", "/", headers={k: v.replace("{i}", str(i % 64)) for k, v in h.items()})
     r = c.getresponse()
     r.read()
     ok += r.status == 200
@@ -66,6 +70,9 @@ EXTRA[hs256]="    jwtAuth: {secret: $SECRET, algorithms: [HS256]}"; HDR[hs256]="
 EXTRA[rs256]="    jwtAuth: {publicKey: $T/rsa.pub, algorithms: [RS256]}"; HDR[rs256]="Authorization: Bearer $RS"
 EXTRA[ratelimit]="    rateLimit: {limit: 1000000, windowSecs: 1, keyBy: ip}"; HDR[ratelimit]=""
 EXTRA[ratelimitq]="    rateLimit: {limit: 1000000, windowSecs: 1, keyBy: ip, headers: false}"; HDR[ratelimitq]=""
+EXTRA[clients]=""; HDR[clients]="X-Client: client-{i}"
+EXTRA[ratelimit64]='    rateLimit: {limit: 1000, windowSecs: 1, keyBy: "header:X-Client"}'; HDR[ratelimit64]="X-Client: client-{i}"
+EXTRA[ratelimit64q]='    rateLimit: {limit: 1000, windowSecs: 1, keyBy: "header:X-Client", headers: false}'; HDR[ratelimit64q]="X-Client: client-{i}"
 EXTRA[consumer]="    consumers: {consumers: [{username: acme, apiKey: bench-key-3, headers: {X-Plan: gold}}]}"; HDR[consumer]="X-API-Key: bench-key-3"
 run() { # run NAME N -> total instructions
   local name=$1 n=$2
