@@ -134,7 +134,8 @@ fn security_headers_are_added_without_hsts_on_plain_sites() {
 fn response_heads_carry_canonical_names_and_the_upstream_reason_phrase() {
     // Conduit edits the response's plain header map (no second map of the upstream's spelling):
     // HTTP/1 clients see a dozen framing and common names title-cased (`Content-Length`) and
-    // the others in lower case, as over HTTP/2. The upstream's own reason phrase ("X") and its headers get through.
+    // the others in lower case, as over HTTP/2. The upstream's own reason phrase ("X") and its
+    // headers get through.
     let up = Upstream::start("one");
     let c = Conduit::start(
         &(simple(&up) + "    rateLimit: {limit: 1, windowSecs: 60}\n    securityHeaders: true\n"),

@@ -6,9 +6,9 @@
 //! `ResponseHeader` methods. Those keep a second map of the upstream's header-name spelling, and
 //! each insert parses and copies the name and updates both maps (a few hundred nanoseconds a
 //! header, most of the cost of a rate limit's three headers). Dropping that map means HTTP/1
-//! clients get header names in canonical form, as HTTP/2 clients always do: standard names
-//! title-cased (`Content-Type`), the others lower case (`x-request-id`, `ratelimit-limit`).
-//! The upstream's reason phrase is kept.
+//! clients get header names in one canonical form, as HTTP/2 clients always do: a dozen common
+//! names title-cased by Pingora (`Content-Type`), all others lower case (`x-request-id`,
+//! `ratelimit-limit`). The upstream's reason phrase is kept.
 
 use http::response::Parts;
 use http::HeaderMap;
@@ -26,11 +26,13 @@ pub(crate) fn finish(resp: &mut ResponseHeader, ctx: &mut RequestCtx) {
             hop::strip(headers);
         }
         let site = ctx.site.as_deref();
+        // Room for what will be added, reserved once: Pingora sizes the map for the upstream's
+        // headers, so adding one by one could grow it several times (and reserving more than
+        // will be used could grow it needlessly).
         let extra = 1
-            + crate::filter::rate_limit::HEADER_COUNT
+            + crate::filter::rate_limit::header_count(&ctx.rate_limit)
             + usize::from(ctx.set_cookie.is_some())
             + site.map_or(0, |s| s.security_headers.len());
-        // One growth of the map at most, not one per header.
         let _ = headers.try_reserve(extra);
         let _ = headers.try_insert(request_id::NAME, ctx.request_id.header_value());
         crate::filter::rate_limit::add_headers(headers, &ctx.rate_limit);

@@ -324,15 +324,20 @@ pub async fn refuse(session: &mut Session, shown: &Shown, request_id: &str) {
     .await;
 }
 
-/// How many headers [`add_headers`] adds at most.
-pub const HEADER_COUNT: usize = 3;
-
 /// The `RateLimit-*` header names, parsed once.
-const NAMES: [http::HeaderName; HEADER_COUNT] = [
+const NAMES: [http::HeaderName; 3] = [
     http::HeaderName::from_static("ratelimit-limit"),
     http::HeaderName::from_static("ratelimit-remaining"),
     http::HeaderName::from_static("ratelimit-reset"),
 ];
+
+/// How many headers [`add_headers`] will add for `state`.
+pub fn header_count(state: &RequestState) -> usize {
+    match state {
+        RequestState::Decided(_) => NAMES.len(),
+        _ => 0,
+    }
+}
 
 /// Adds the `RateLimit-*` headers of an allowed request to its response (replacing any the
 /// upstream sent).
